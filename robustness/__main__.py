@@ -1,0 +1,3 @@
+from robustness.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""Models that evaluate R restarts at once from a flat parameter matrix.
+
+A pack's parameters live in one leaf tensor ``theta`` of shape ``(R, P)``:
+row ``r`` is restart ``r``'s parameters laid out as in ``ParamLayout``. That
+makes clipping, noise and the optimizer one operation each over the whole
+pack, and it is why the gradient of ``sum_r loss_r`` w.r.t. ``theta`` is
+exactly each restart's own gradient, row by row.
+
+Two implementations share one interface, ``forward(theta, x) -> logits``:
+
+- :class:`StackedMLP`: the paper's MLP hand-vectorized with batched matmuls.
+- :class:`VmapModel`: any ``nn.Module`` through ``torch.func.functional_call``
+  and ``vmap``; slower, but needs nothing from the model.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from robustness.models import ParamLayout
+
+__all__ = ["PackModel", "StackedMLP", "VmapModel"]
+
+
+class PackModel(Protocol):
+    layout: ParamLayout
+
+    def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``theta`` (R, P); ``x`` (R, B, d) per-restart batches or (N, d) shared.
+
+        Returns logits of shape (R, B, C) or (R, N, C).
+        """
+        ...
+
+
+class StackedMLP:
+    """A stack of ``nn.Linear`` + ReLU layers (as built by ``make_mlp``), batched over restarts."""
+
+    def __init__(self, module: nn.Sequential) -> None:
+        self.layout = ParamLayout.of(module)
+        linears = [m for m in module if isinstance(m, nn.Linear)]
+        others = [m for m in module if not isinstance(m, (nn.Linear, nn.ReLU))]
+        if others or len(linears) * 2 - 1 != len(module):
+            raise TypeError("StackedMLP expects Linear, ReLU, Linear, ..., Linear (use VmapModel otherwise)")
+        # names come in (weight, bias) pairs, in layer order
+        self._pairs = [(self.layout.names[2 * i], self.layout.names[2 * i + 1]) for i in range(len(linears))]
+
+    def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        views = self.layout.views(theta)
+        h = x
+        last = len(self._pairs) - 1
+        for i, (wname, bname) in enumerate(self._pairs):
+            w, b = views[wname], views[bname]  # (R, out, in), (R, out)
+            if h.dim() == 2:
+                # Shared inputs (evaluation): broadcast one (N, d) batch to every restart.
+                h = torch.matmul(h, w.transpose(1, 2)) + b.unsqueeze(1)
+            else:
+                h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            if i < last:
+                h = torch.relu(h)
+        return h
+
+
+class VmapModel:
+    """Any ``nn.Module``, vectorized over restarts with ``torch.func.vmap``."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.layout = ParamLayout.of(module)
+
+    def _single(self, th: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, self.layout.views(th), (xb,))
+
+    def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        in_dims = (0, None) if x.dim() == 2 else (0, 0)
+        return vmap(self._single, in_dims=in_dims)(theta, x)
