@@ -1,0 +1,82 @@
+"""Statistics of a restart study, on scipy and statsmodels.
+
+The unit of analysis is the restart. Every function takes a
+:class:`~robustness.table.RestartTable` (``N`` restarts, columnar) or plain
+NumPy arrays, and never touches storage. Results are frozen dataclasses with a
+``to_dict()`` for JSON, so the CLI and the report are thin layers:
+
+- per cell: :func:`cell_stats` (successes out of n, Wilson or Clopper-Pearson);
+- noise against baseline: :func:`compare_arms` (McNemar on seed-paired
+  restarts, else Fisher or Boschloo; risk difference and ratio with
+  intervals; Holm or Benjamini-Hochberg across the study);
+- paper-style tables: :func:`arm_summary`, :func:`success_counts`;
+- budgets: :func:`success_within`, :func:`expected_best`, :func:`ecdf`;
+- power: :func:`restarts_needed`, :func:`detectable_difference`.
+
+Success can be re-judged at query time with a
+:class:`~robustness.criterion.Criterion`; diverged restarts always fail.
+"""
+
+from __future__ import annotations
+
+from robustness.stats._budget import (
+    BudgetCurve,
+    Ecdf,
+    ExpectedBest,
+    ecdf,
+    expected_best,
+    expected_max,
+    p_at_least_one,
+    success_within,
+)
+from robustness.stats._cells import CellStats, cell_stats
+from robustness.stats._compare import NOISE_AXES, Comparison, Comparisons, compare_arms
+from robustness.stats._data import judge, metric_values
+from robustness.stats._intervals import (
+    INTERVAL_METHODS,
+    binomial_interval,
+    newcombe_interval,
+    newcombe_paired_interval,
+    ratio_interval,
+    ratio_paired_interval,
+)
+from robustness.stats._power import detectable_difference, restarts_needed
+from robustness.stats._pvalues import ADJUSTMENTS, UNPAIRED_TESTS, adjust_pvalues, mcnemar_exact, unpaired_exact
+from robustness.stats._tables import ArmSummary, SuccessCounts, arm_summary, bootstrap_mean_interval, success_counts
+
+__all__ = [
+    "ADJUSTMENTS",
+    "INTERVAL_METHODS",
+    "NOISE_AXES",
+    "UNPAIRED_TESTS",
+    "ArmSummary",
+    "BudgetCurve",
+    "CellStats",
+    "Comparison",
+    "Comparisons",
+    "Ecdf",
+    "ExpectedBest",
+    "SuccessCounts",
+    "adjust_pvalues",
+    "arm_summary",
+    "binomial_interval",
+    "bootstrap_mean_interval",
+    "cell_stats",
+    "compare_arms",
+    "detectable_difference",
+    "ecdf",
+    "expected_best",
+    "expected_max",
+    "judge",
+    "mcnemar_exact",
+    "metric_values",
+    "newcombe_interval",
+    "newcombe_paired_interval",
+    "p_at_least_one",
+    "ratio_interval",
+    "ratio_paired_interval",
+    "restarts_needed",
+    "success_counts",
+    "success_within",
+    "unpaired_exact",
+]
