@@ -1,0 +1,412 @@
+"""The ``robustness`` command: a thin layer over the library.
+
+Each command parses its options, calls the library function a Python user
+would call, and prints. User errors (a bad file, an unknown study, an
+unreachable server) become one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from robustness._format import render, text_table
+
+_EPILOG_HINT = "Run 'robustness COMMAND --help' for a command's options and an example."
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from robustness.data import DataError
+    from robustness.search_space import SearchSpaceError
+    from robustness.storage import StorageError
+
+    errors: list[type[BaseException]] = [DataError, SearchSpaceError, StorageError]
+    try:
+        from robustness.sweep import SweepError
+
+        errors.append(SweepError)
+    except ImportError:  # Ray missing: only the sweep command needs it
+        pass
+    return tuple(errors)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Library errors -> 'Error: <one line>' and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as e:
+            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _storage_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--storage", envvar="ROBUSTNESS_STORAGE", default=None, metavar="URL",
+        help="Optuna RDB URL: sqlite:///robustness.db (default; also $ROBUSTNESS_STORAGE) or "
+        "postgresql+psycopg://user@host:port/db.",
+    )(fn)
+
+
+def _format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--format", "format_", type=click.Choice(["table", "json", "csv"]), default="table",
+                        show_default=True, help="Output format; json is for scripts.")(fn)
+
+
+@click.group(epilog=_EPILOG_HINT, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="restart-robustness")
+def main() -> None:
+    """Hyperparameter robustness studies: how often training succeeds across random
+    restarts, and whether annealed gradient noise (Neelakantan et al., 2015) raises that rate.
+
+    \b
+    Typical session:
+      robustness validate search_spaces/demo.yaml
+      robustness sweep search_spaces/demo.yaml
+      robustness stats demo-noise
+      robustness report demo-noise -o report.html
+    """
+
+
+# -- validate -----------------------------------------------------------------------
+@main.command(epilog="Example:\n\n    robustness validate search_spaces/paper_mnist_deep20.yaml --json")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--max-cells", type=int, default=None, help="Refuse grids with more cells than this.")
+@handle_errors
+def validate(file: str, as_json: bool, max_cells: int | None) -> None:
+    """Check a search-space FILE and print its cells and restart counts."""
+    from robustness.search_space import load_search_space
+
+    space = load_search_space(file, max_cells=max_cells)
+    summary = space.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"{file}: study {summary['study']!r} is valid")
+    click.echo(f"  cells: {summary['cells']}  restarts per cell: {summary['restarts_per_cell']}  "
+               f"total restarts: {summary['total_restarts']}")
+
+
+# -- sweep --------------------------------------------------------------------------
+@main.command(epilog="""Examples:
+
+\b
+    robustness sweep search_spaces/demo.yaml
+    robustness sweep search_spaces/paper_mnist_deep20.yaml --address 10.0.0.5:6379 \\
+        --storage postgresql+psycopg://robustness@db:5432/robustness
+""")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_storage_option
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="Join a running Ray cluster instead of starting a local Ray instance.")
+@click.option("--resume", is_flag=True, help="Continue an existing study (error if it does not exist). "
+              "A plain rerun also continues: stored restarts are never trained twice.")
+@click.option("--pack-size", type=click.IntRange(min=1), default=None, help="Restarts per pack (default: the file's, else automatic).")
+@click.option("--max-failures", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a failed pack.")
+@click.option("--num-cpus", type=click.IntRange(min=1), default=None, help="CPUs for the local Ray instance (default: all).")
+@click.option("--checkpoint-every", type=float, default=60.0, show_default=True, help="Seconds between pack checkpoints.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def sweep(file: str, storage: str | None, address: str | None, resume: bool, pack_size: int | None,
+          max_failures: int, num_cpus: int | None, checkpoint_every: float, as_json: bool, quiet: bool) -> None:
+    """Train every restart of FILE's grid with Ray Tune and record each one in storage.
+
+    Restarts are trained in packs (many restarts vectorized in one process);
+    each pack is one Ray Tune trial, and each finished pack is written in one
+    transaction. Restarts already in storage are skipped, so an interrupted
+    sweep is continued by running the same command again.
+    """
+    from tqdm import tqdm
+
+    from robustness.search_space import load_search_space
+    from robustness.sweep import run_sweep
+
+    space = load_search_space(file)
+    bar = None
+
+    def progress(done: int, total: int, successes: int) -> None:
+        nonlocal bar
+        if quiet or as_json:
+            return
+        if bar is None:
+            bar = tqdm(total=total, initial=done, unit="restart", desc=space.study, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        bar.set_postfix(successes=f"{successes}/{done}")
+
+    try:
+        result = run_sweep(space, storage=storage, address=address, resume=resume, pack_size=pack_size,
+                           max_failures=max_failures, num_cpus=num_cpus, checkpoint_every_s=checkpoint_every,
+                           progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        status = "interrupted" if result.interrupted else "done"
+        click.echo(f"{status}: {result.written} restarts trained in {result.packs} packs "
+                   f"({result.already_done} were already stored) in {result.elapsed_s:.1f}s; "
+                   f"study {result.study!r} has {result.recorded}/{result.total} restarts, "
+                   f"{result.successes} successes ({space.success})")
+        _print_cells(result.storage, result.study, by=None, criterion=None)
+    if result.failed_packs:
+        click.echo(f"Error: {result.failed_packs} packs failed after retries; rerun to train their restarts", err=True)
+        sys.exit(1)
+    if result.interrupted:
+        sys.exit(130)
+
+
+# -- status -------------------------------------------------------------------------
+@main.command(epilog="Example:\n\n    robustness status --storage sqlite:///robustness.db")
+@click.argument("study", required=False)
+@_storage_option
+@_format_option
+@handle_errors
+def status(study: str | None, storage: str | None, format_: str) -> None:
+    """List studies (or one STUDY): restarts done / declared and successes so far."""
+    from robustness.storage import RestartStore, StorageError
+
+    with RestartStore(storage) as store:
+        summaries = store.studies()
+    rows = [{"study": s.name, "restarts": s.n_restarts, "total": s.total_restarts,
+             "successes": s.n_successes, "diverged": s.n_diverged} for s in summaries]
+    if study is not None:
+        rows = [r for r in rows if r["study"] == study]
+        if not rows:
+            raise StorageError(f"no study {study!r} in this storage")
+    for r in rows:
+        r["rate"] = r["successes"] / r["restarts"] if r["restarts"] else None
+    click.echo(render(rows, ["study", "restarts", "total", "successes", "rate", "diverged"], format=format_))
+
+
+# -- stats / compare ---------------------------------------------------------------------
+def _criterion(metric: str | None, op: str | None, threshold: float | None) -> Any:
+    from robustness.criterion import Criterion
+
+    given = [x is not None for x in (metric, op, threshold)]
+    if not any(given):
+        return None
+    if not all(given):
+        raise click.UsageError("--metric, --op and --threshold go together")
+    try:
+        return Criterion(metric=metric, op=op, threshold=threshold)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _criterion_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--threshold", type=float, default=None, help="Re-judge success at this threshold.")(fn)
+    fn = click.option("--op", type=click.Choice(["<", "<=", ">", ">="]), default=None, help="Comparison for --threshold.")(fn)
+    fn = click.option("--metric", default=None, help="Final metric to re-judge success on (e.g. test_error).")(fn)
+    return fn
+
+
+def _axes(by: str | None) -> tuple[str, ...] | None:
+    return None if by is None else tuple(a.strip() for a in by.split(",") if a.strip())
+
+
+def _print_cells(storage: str | None, study: str, *, by: tuple[str, ...] | None, criterion: Any) -> None:
+    from robustness.stats import cell_stats
+    from robustness.storage import RestartStore
+
+    with RestartStore(storage) as store:
+        table = store.read_table(study, criterion=criterion)
+    cells = [c.to_dict() for c in cell_stats(table, by=by, criterion=criterion)]
+    rows, axes = _flatten_cells(cells)
+    click.echo(text_table(rows, [*axes, "n", "successes", "rate", "ci_low", "ci_high", "diverged"]))
+
+
+def _flatten_cells(cells: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    axes: list[str] = []
+    for c in cells:
+        axes += [k for k in c["params"] if k not in axes]
+    # Only the axes that vary are worth a column.
+    varying = [a for a in axes if len({json.dumps(c["params"].get(a), default=str) for c in cells}) > 1] or axes
+    return [{**{a: c["params"].get(a) for a in varying}, **{k: v for k, v in c.items() if k != "params"}} for c in cells], varying
+
+
+@main.command(epilog="""Examples:
+
+\b
+    robustness stats demo-noise
+    robustness stats demo-noise --metric test_error --op '<' --threshold 0.05 --format json
+    robustness stats demo-noise --by schedule,eta --format csv
+""")
+@click.argument("study")
+@_storage_option
+@_criterion_options
+@click.option("--by", default=None, metavar="AXES", help="Pool cells over all other axes: comma-separated axes to keep.")
+@click.option("--method", type=click.Choice(["wilson", "clopper-pearson"]), default="wilson", show_default=True)
+@click.option("--confidence", type=click.FloatRange(0.5, 0.9999), default=0.95, show_default=True)
+@click.option("--baseline", default="schedule=none", show_default=True, help="The arm noise is compared with (AXIS=VALUE,...).")
+@_format_option
+@handle_errors
+def stats(study: str, storage: str | None, metric: str | None, op: str | None, threshold: float | None,
+          by: str | None, method: str, confidence: float, baseline: str, format_: str) -> None:
+    """Success rates per cell with confidence intervals, and noise-vs-baseline tests.
+
+    Success is the study's stored criterion unless --metric/--op/--threshold re-judge it
+    from the stored final metrics. Diverged restarts always count as failures.
+    """
+    from robustness.stats import cell_stats, compare_arms
+    from robustness.storage import RestartStore
+
+    crit = _criterion(metric, op, threshold)
+    with RestartStore(storage) as store:
+        table = store.read_table(study, criterion=crit)
+    cells = [c.to_dict() for c in cell_stats(table, by=_axes(by), criterion=crit, method=method, confidence=confidence)]
+    comps = compare_arms(table, baseline=_parse_arm(baseline), criterion=crit, confidence=confidence) if len(table) else []
+    comparisons = [c.to_dict() for c in comps]
+    if format_ == "json":
+        click.echo(json.dumps({"study": study, "restarts": len(table), "cells": cells, "comparisons": comparisons}, indent=2))
+        return
+    rows, axes = _flatten_cells(cells)
+    click.echo(render(rows, [*axes, "n", "successes", "rate", "ci_low", "ci_high", "diverged"], format=format_))
+    if format_ == "table" and comparisons:
+        click.echo("")
+        click.echo(_comparison_text(comparisons))
+
+
+def _parse_arm(text: str) -> dict[str, Any]:
+    arm: dict[str, Any] = {}
+    for part in text.split(","):
+        if "=" not in part:
+            raise click.UsageError(f"--baseline expects AXIS=VALUE[,AXIS=VALUE], got {text!r}")
+        k, v = (s.strip() for s in part.split("=", 1))
+        try:
+            arm[k] = json.loads(v)
+        except json.JSONDecodeError:
+            arm[k] = v
+    return arm
+
+
+_COMPARISON_COLUMNS = ["noise", "baseline", "noise_k/n", "base_k/n", "test", "p_value", "p_adjusted", "risk_diff", "rd_ci", "risk_ratio"]
+
+
+def _comparison_rows(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def arm(params: dict[str, Any]) -> str:
+        return ",".join(f"{k}={v}" for k, v in params.items() if v is not None)
+
+    def ci(lo: Any, hi: Any) -> str:
+        return "[" + ", ".join("-" if x is None else f"{x:.3g}" for x in (lo, hi)) + "]"
+
+    return [{
+        "noise": arm(c["noise"]), "baseline": arm(c.get("group") or c["baseline"]),
+        "noise_k/n": f"{c['noise_successes']}/{c['noise_n']}", "base_k/n": f"{c['baseline_successes']}/{c['baseline_n']}",
+        "test": c["test"], "p_value": c["p_value"], "p_adjusted": c["p_adjusted"],
+        "risk_diff": c["risk_difference"], "rd_ci": ci(c["rd_low"], c["rd_high"]), "risk_ratio": c["risk_ratio"],
+    } for c in comparisons]
+
+
+def _comparison_text(comparisons: list[dict[str, Any]]) -> str:
+    return text_table(_comparison_rows(comparisons), _COMPARISON_COLUMNS)
+
+
+@main.command(epilog="""Examples:
+
+\b
+    robustness compare demo-noise --baseline 'schedule=none'
+    robustness compare demo-noise --match lr,init --unpaired --format json
+""")
+@click.argument("study")
+@_storage_option
+@click.option("--baseline", default="schedule=none", show_default=True, help="The baseline arm (AXIS=VALUE,...).")
+@click.option("--match", "--by", "match", default=None, metavar="AXES",
+              help="Axes on which compared arms must agree (default: every non-noise axis).")
+@click.option("--unpaired", is_flag=True, help="Ignore seed pairing: Fisher's exact test instead of McNemar's.")
+@click.option("--test", "unpaired_test", type=click.Choice(["fisher", "boschloo"]), default="fisher", show_default=True)
+@click.option("--adjust", type=click.Choice(["holm", "fdr_bh", "none"]), default="holm", show_default=True)
+@_criterion_options
+@_format_option
+@handle_errors
+def compare(study: str, storage: str | None, baseline: str, match: str | None, unpaired: bool, unpaired_test: str,
+            adjust: str, metric: str | None, op: str | None, threshold: float | None, format_: str) -> None:
+    """Noise arms against the baseline in matched cells: tests, adjusted p-values, effect sizes."""
+    from robustness.stats import compare_arms
+    from robustness.storage import RestartStore
+
+    crit = _criterion(metric, op, threshold)
+    with RestartStore(storage) as store:
+        table = store.read_table(study, criterion=crit)
+    comps = compare_arms(table, baseline=_parse_arm(baseline), match=_axes(match), criterion=crit, paired=not unpaired,
+                         unpaired_test=unpaired_test, adjust=adjust)
+    dicts = [c.to_dict() for c in comps]
+    if format_ == "json":
+        click.echo(json.dumps({"study": study, "comparisons": dicts, "unmatched": [dict(u) for u in getattr(comps, "unmatched", [])]},
+                              indent=2, default=str))
+        return
+    click.echo(render(_comparison_rows(dicts), _COMPARISON_COLUMNS, format=format_))
+
+
+@main.command(epilog="""Examples:
+
+\b
+    robustness power --p1 0.013 --p2 0.113              # restarts per arm needed
+    robustness power --p1 0.013 --n 40                  # smallest detectable p2 with 40 restarts
+""")
+@click.option("--p1", type=click.FloatRange(0, 1), required=True, help="Baseline success rate.")
+@click.option("--p2", type=click.FloatRange(0, 1), default=None, help="Success rate to detect.")
+@click.option("--n", "n", type=click.IntRange(min=2), default=None, help="Restarts per arm (the reverse question).")
+@click.option("--alpha", type=click.FloatRange(0.0001, 0.5), default=0.05, show_default=True)
+@click.option("--power", "power_", type=click.FloatRange(0.05, 0.9999), default=0.8, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def power(p1: float, p2: float | None, n: int | None, alpha: float, power_: float, as_json: bool) -> None:
+    """Restarts per arm to detect P1 -> P2 (two-sided, Cohen's h), or the P2 detectable with N."""
+    from robustness.stats import detectable_difference, restarts_needed
+
+    if (p2 is None) == (n is None):
+        raise click.UsageError("give exactly one of --p2 (how many restarts?) or --n (what can they detect?)")
+    if p2 is not None:
+        if p2 == p1:
+            raise click.UsageError("--p1 and --p2 must differ")
+        need = restarts_needed(p1, p2, alpha=alpha, power=power_)
+        out = {"p1": p1, "p2": p2, "alpha": alpha, "power": power_, "restarts_per_arm": need}
+        click.echo(json.dumps(out) if as_json else f"{need} restarts per arm detect {p1:g} -> {p2:g} "
+                   f"(alpha {alpha:g}, power {power_:g})")
+    else:
+        p = detectable_difference(n, p1, alpha=alpha, power=power_)
+        out = {"p1": p1, "n": n, "alpha": alpha, "power": power_, "detectable_p2": None if p != p else p}
+        click.echo(json.dumps(out) if as_json else f"with {n} restarts per arm, the smallest detectable rate above "
+                   f"{p1:g} is {p:.4g} (alpha {alpha:g}, power {power_:g})")
+
+
+# -- report -------------------------------------------------------------------------
+@main.command(epilog="Example:\n\n    robustness report demo-noise -o report.html")
+@click.argument("study")
+@_storage_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+@_criterion_options
+@handle_errors
+def report(study: str, storage: str | None, output: str, metric: str | None, op: str | None, threshold: float | None) -> None:
+    """Write a self-contained HTML report (Plotly, works offline) for STUDY."""
+    from robustness.report import write_report
+
+    path = write_report(storage, study, output, criterion=_criterion(metric, op, threshold))
+    click.echo(f"wrote {path}")
+
+
+# -- data ---------------------------------------------------------------------------
+@main.command("download-mnist", epilog="Example:\n\n    robustness download-mnist --data-dir ~/.cache/robustness")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="ROBUSTNESS_DATA_DIR",
+              help="Where to put mnist/ (default: $ROBUSTNESS_DATA_DIR or ~/.cache/robustness).")
+@handle_errors
+def download_mnist_cmd(data_dir: str | None) -> None:
+    """Download the published MNIST files and verify their md5 checksums."""
+    from pathlib import Path
+
+    from robustness.data import default_data_dir, download_mnist
+
+    dest = Path(data_dir) / "mnist" if data_dir else default_data_dir() / "mnist"
+    click.echo(f"MNIST verified in {download_mnist(dest)}")

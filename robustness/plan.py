@@ -1,0 +1,138 @@
+"""From a search space to packs: what a sweep still has to train, and how to split it.
+
+Ray-free and database-free, so it tests on its own. The sweep runner asks the
+store which restart keys are done, then calls :func:`plan_sweep`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from robustness.criterion import Criterion
+from robustness.pack import TrainConfig
+from robustness.search_space import SearchSpace
+from robustness.spec import RestartSpec
+from robustness.tasks import Task, make_task
+
+__all__ = ["SweepPlan", "auto_pack_size", "code_revision", "fingerprint", "plan_sweep", "study_attrs", "training_setup"]
+
+# CPU packs beyond this gain little per restart (see docs/benchmarks.md) and make
+# retries and checkpoints coarse.
+MAX_CPU_PACK = 256
+# On a GPU the pack is bounded by memory instead (see auto_pack_size).
+MAX_GPU_PACK = 4096
+
+
+def training_setup(space: SearchSpace) -> tuple[Task, TrainConfig]:
+    """The task and the shared training settings a search space declares."""
+    t, o = space.task, space.optimizer
+    task = make_task(t.name, dataset=t.dataset, data_dir=t.data_dir, depth=t.depth, width=t.width, download=t.download)
+    config = TrainConfig(
+        steps=t.steps, batch_size=t.batch_size, eval_every=t.eval_every, optimizer=o.name,
+        momentum=o.momentum or 0.0, betas=tuple(o.betas) if o.betas else (0.9, 0.999), eps=o.eps or 1e-8,
+    )
+    return task, config
+
+
+def fingerprint(space: SearchSpace) -> str:
+    """What must not change between runs of one study: task, optimizer, criterion, seeds.
+
+    Grid axes and restart counts may grow (only new restarts then run); changing
+    these would mix incomparable restarts in one study.
+    """
+    payload = {
+        "task": space.task.model_dump(mode="json"),
+        "optimizer": space.optimizer.model_dump(mode="json"),
+        "success": str(space.success),
+        "base_seed": space.base_seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def code_revision() -> str:
+    """The git commit of the package's checkout if there is one, else its version."""
+    from importlib import metadata
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if rev.returncode == 0:
+            return rev.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return "restart-robustness " + metadata.version("restart-robustness")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def study_attrs(space: SearchSpace, versions: dict[str, str]) -> dict[str, Any]:
+    return {
+        "search_space": space.text,
+        "search_space_source": space.source,
+        "versions": versions,
+        "code_revision": code_revision(),
+        "total_restarts": len(space.cells()) * space.restarts,
+        "criterion": str(space.success),
+        "criterion_parts": {"metric": space.success.metric, "op": space.success.op, "threshold": space.success.threshold},
+        "fingerprint": fingerprint(space),
+        "direction": "minimize" if space.success.op in ("<", "<=") else "maximize",
+    }
+
+
+def auto_pack_size(n: int, *, slots: int, device: str = "cpu", per_restart_bytes: int | None = None,
+                   free_bytes: int | None = None) -> int:
+    """Restarts per pack when the file says ``auto``.
+
+    CPU: spread the work over the parallel slots, at most MAX_CPU_PACK a pack.
+    GPU: as many as half the free memory holds (the rest is headroom for the
+    allocator and evaluation), at most MAX_GPU_PACK.
+    """
+    if n <= 0:
+        return 1
+    if device.startswith("cuda") and per_restart_bytes and free_bytes:
+        return max(1, min(n, MAX_GPU_PACK, free_bytes // 2 // per_restart_bytes))
+    return max(1, min(MAX_CPU_PACK, math.ceil(n / max(slots, 1))))
+
+
+def per_restart_bytes(param_count: int, *, batch_size: int, width: int, depth: int, input_dim: int) -> int:
+    """Rough device memory of one restart: params, grad, noise, 2 optimizer slots, activations, batch."""
+    floats = 5 * param_count + 3 * batch_size * width * (depth + 1) + batch_size * input_dim
+    return 4 * floats
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """The restarts still to train, split into packs (each a list of specs)."""
+
+    study: str
+    total: int  # restarts the file declares
+    done: int  # restarts already in storage
+    packs: tuple[tuple[RestartSpec, ...], ...]
+    criterion: Criterion
+
+    @property
+    def remaining(self) -> int:
+        return sum(len(p) for p in self.packs)
+
+
+def plan_sweep(space: SearchSpace, *, done_keys: set[str], key: Any, pack_size: int | None, slots: int) -> SweepPlan:
+    """Every restart of the grid whose key is not done yet, in packs of ``pack_size``.
+
+    ``key(params, restart)`` is storage's ``restart_key``; passing it in keeps
+    this module free of the database layer.
+    """
+    specs = space.restart_specs()
+    todo = [s for s in specs if key(s.params, s.restart) not in done_keys]
+    size = pack_size or space.pack_size or auto_pack_size(len(todo), slots=slots)
+    packs = tuple(tuple(todo[i : i + size]) for i in range(0, len(todo), size))
+    return SweepPlan(study=space.study, total=len(specs), done=len(specs) - len(todo), packs=packs, criterion=space.success)
+
+

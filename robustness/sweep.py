@@ -1,0 +1,274 @@
+"""The sweep runner: a search space's restart packs as Ray Tune trials, outcomes into storage.
+
+The only module that imports Ray. One restart's path through it::
+
+    SearchSpace.restart_specs()  -> plan_sweep() drops keys already stored, cuts packs
+    Tune trial (a Ray worker)    -> PackTrainer trains the pack, checkpoints through Tune,
+                                    reports the pack's RestartOutcomes once, at the end
+    _StoreCallback (the driver)  -> RestartStore.write_outcomes(): one transaction a pack
+
+Workers never open the database. A pack that fails is retried by Tune from its
+last checkpoint (``FailureConfig(max_failures=...)``); if it had already
+reported, the store skips the keys it has, so every restart is recorded once.
+Stopping the driver (Ctrl-C, a kill) loses at most the packs in flight: every
+finished pack is committed, and rerunning the command trains only what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustness.criterion import Criterion
+from robustness.pack import PackTrainer, TrainConfig
+from robustness.plan import SweepPlan, plan_sweep, study_attrs, training_setup
+from robustness.search_space import SearchSpace
+from robustness.spec import RestartSpec
+from robustness.storage import RestartStore, StorageError, package_versions, restart_key
+from robustness.tasks import Task
+
+__all__ = ["SweepError", "SweepResult", "run_sweep"]
+
+_OUTCOMES = "outcomes_pickle"  # result key carrying a finished pack's records to the driver
+
+
+class SweepError(RuntimeError):
+    """A sweep could not run (cluster unreachable, incompatible study, failed packs)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    study: str
+    storage: str
+    total: int  # restarts the file declares
+    already_done: int  # restarts found in storage before this run
+    written: int  # restarts this run recorded
+    successes: int  # successes among all recorded restarts of the study
+    recorded: int  # all recorded restarts of the study
+    packs: int
+    failed_packs: int
+    elapsed_s: float
+    interrupted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What every pack trial needs; shipped once through the object store (tune.with_parameters)."""
+
+    task: Task
+    config: TrainConfig
+    criterion: Criterion
+    packs: tuple[tuple[RestartSpec, ...], ...]
+    device: str
+    threads: int
+    checkpoint_every_s: float
+    fail_once_dir: str | None = None  # fault injection for tests: each pack fails once after a checkpoint
+
+
+def _pack_trial(trial_config: dict[str, Any], job: _Job) -> None:
+    """A Tune function trainable: train one pack, checkpoint it, report its outcomes once."""
+    from ray import tune
+
+    index = trial_config["pack"]
+    torch.set_num_threads(job.threads)
+    trainer = PackTrainer(job.task, job.packs[index], job.config, criterion=job.criterion, device=job.device)
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as d:
+            trainer.load_state_dict(torch.load(Path(d) / "pack.pt", weights_only=False))
+    last = time.monotonic()
+
+    def on_eval(tr: PackTrainer) -> None:
+        nonlocal last
+        if tr.done or time.monotonic() - last < job.checkpoint_every_s:
+            return
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(tr.state_dict(), Path(d) / "pack.pt")
+            tune.report({"step": tr.step, "restarts": 0}, checkpoint=tune.Checkpoint.from_directory(d))
+        last = time.monotonic()
+        if job.fail_once_dir is not None:
+            marker = Path(job.fail_once_dir) / f"pack-{index}"
+            if not marker.exists():
+                marker.touch()
+                raise RuntimeError(f"injected failure in pack {index} at update {tr.step}")
+
+    try:
+        trainer.run(callback=on_eval)
+        outcomes = trainer.outcomes()
+    finally:
+        trainer.close()
+    tune.report({"step": trainer.step, "restarts": len(outcomes), _OUTCOMES: pickle.dumps(outcomes)})
+
+
+def _store_callback_class() -> type:
+    from ray import tune
+
+    class StoreCallback(tune.Callback):
+        """Runs in the driver: writes each finished pack, then drops the records from Tune's state."""
+
+        def __init__(self, write: Callable[[list[Any]], None]) -> None:
+            self.write = write
+            self.errors: list[BaseException] = []
+
+        def __getstate__(self) -> dict[str, Any]:
+            # Tune pickles its callbacks into the experiment state; the store
+            # connection must not go there (and never needs to: resuming goes
+            # through storage, not through Tune's state).
+            return {"write": None, "errors": []}
+
+        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+            blob = result.pop(_OUTCOMES, None)  # Tune allows callbacks to edit results in place
+            if blob is None:
+                return
+            try:
+                self.write(pickle.loads(blob))
+            except Exception as e:  # keep Tune running; report after fit()
+                self.errors.append(e)
+
+    return StoreCallback
+
+
+def _connect_ray(address: str | None, *, num_cpus: int | None) -> bool:
+    """Start (or join) Ray; True if this call started it and must shut it down."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results carry blobs; no CSV/JSON logs
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
+                              "configure_logging": True}
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise SweepError(f"cannot connect to {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    return True
+
+
+def _check_compatible(store: RestartStore, space: SearchSpace, attrs: dict[str, Any], *, resume: bool) -> None:
+    names = {s.name for s in store.studies()}
+    if space.study not in names:
+        if resume:
+            raise SweepError(f"--resume: no study {space.study!r} in this storage to resume (run without --resume to start it)")
+        return
+    old = store.study_attrs(space.study).get("fingerprint")
+    if old is not None and old != attrs["fingerprint"]:
+        raise SweepError(
+            f"study {space.study!r} was run with a different task, optimizer, success criterion or base_seed; "
+            "only grid axes and restarts may change between runs — give the study a new name"
+        )
+
+
+def run_sweep(
+    space: SearchSpace,
+    *,
+    storage: str | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    pack_size: int | None = None,
+    max_failures: int = 2,
+    checkpoint_every_s: float = 60.0,
+    num_cpus: int | None = None,
+    experiment_dir: str | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    fail_once_dir: str | None = None,
+) -> SweepResult:
+    """Run every restart of ``space`` not yet in ``storage``; returns counts for the study.
+
+    ``progress(done, total, successes)`` is called in the driver after each pack is stored.
+    """
+    from ray import tune
+
+    start = time.perf_counter()
+    store = RestartStore(storage)
+    try:
+        attrs = study_attrs(space, package_versions())
+        _check_compatible(store, space, attrs, resume=resume)
+        study_id = store.open_study(space.study, direction=attrs["direction"], attrs=attrs)
+        owns_ray = _connect_ray(address, num_cpus=num_cpus)
+        try:
+            import ray
+
+            cpus = float(space.resources.get("cpu", 1))
+            gpus = float(space.resources.get("gpu", 0))
+            slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
+            plan = plan_sweep(space, done_keys=store.done_keys(study_id), key=restart_key, pack_size=pack_size, slots=slots)
+            return _execute(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, max_failures=max_failures,
+                            checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, progress=progress,
+                            fail_once_dir=fail_once_dir, start=start)
+        finally:
+            if owns_ray:
+                import ray
+
+                ray.shutdown()
+    finally:
+        store.close()
+
+
+def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id: int, tune: Any, *, cpus: float,
+             gpus: float, max_failures: int, checkpoint_every_s: float, experiment_dir: str | None,
+             progress: Callable[[int, int, int], None] | None, fail_once_dir: str | None, start: float) -> SweepResult:
+    table = store.read_table(study_id)
+    recorded, successes = len(table), int(table.success.sum())
+    written = 0
+
+    def write(outcomes: list[Any]) -> None:
+        nonlocal written, recorded, successes
+        new = store.write_outcomes(study_id, outcomes)
+        written += new
+        recorded += new
+        successes += sum(o.success for o in outcomes) if new == len(outcomes) else 0
+        if progress is not None:
+            progress(recorded, plan.total, successes)
+
+    if progress is not None:
+        progress(recorded, plan.total, successes)
+    interrupted, failed = False, 0
+    if plan.packs:
+        task, config = training_setup(space)
+        job = _Job(task=task, config=config, criterion=plan.criterion, packs=plan.packs,
+                   device="cuda" if gpus > 0 else "cpu", threads=max(1, int(cpus)),
+                   checkpoint_every_s=checkpoint_every_s, fail_once_dir=fail_once_dir)
+        callback = _store_callback_class()(write)
+        trainable = tune.with_resources(tune.with_parameters(_pack_trial, job=job), {"cpu": cpus, "gpu": gpus})
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"pack": tune.grid_search(list(range(len(plan.packs))))},
+            tune_config=tune.TuneConfig(reuse_actors=False),
+            run_config=tune.RunConfig(
+                name=f"{space.study}-{int(time.time())}",
+                storage_path=experiment_dir or str(Path(tempfile.gettempdir()) / "robustness-ray"),
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[callback], verbose=0, log_to_file=False,
+            ),
+        )
+        try:
+            grid = tuner.fit()
+            failed = sum(1 for r in grid if r.error is not None)
+        except KeyboardInterrupt:
+            interrupted = True
+        if callback.errors:
+            e = callback.errors[0]
+            raise StorageError(f"could not record a finished pack: {e}") from e
+    if not interrupted:
+        table = store.read_table(study_id)
+        recorded, successes = len(table), int(table.success.sum())
+    return SweepResult(study=space.study, storage=store.url, total=plan.total, already_done=plan.done,
+                       written=written, successes=successes, recorded=recorded, packs=len(plan.packs),
+                       failed_packs=failed, elapsed_s=time.perf_counter() - start, interrupted=interrupted)
