@@ -27,6 +27,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [DataError, SearchSpaceError, StorageError]
     try:
+        from robustness.report import ReportError
+
+        errors.append(ReportError)
+    except ImportError:  # plotly missing: only the report needs it
+        pass
+    try:
         from robustness.sweep import SweepError
 
         errors.append(SweepError)
@@ -388,12 +394,23 @@ def power(p1: float, p2: float | None, n: int | None, alpha: float, power_: floa
 @_storage_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True)
 @_criterion_options
+@click.option("--thresholds", default=None, metavar="X,Y", help="Thresholds for the successes-out-of-N table "
+              "(default: the criterion's and one twice as strict).")
 @handle_errors
-def report(study: str, storage: str | None, output: str, metric: str | None, op: str | None, threshold: float | None) -> None:
-    """Write a self-contained HTML report (Plotly, works offline) for STUDY."""
+def report(study: str, storage: str | None, output: str, metric: str | None, op: str | None, threshold: float | None,
+           thresholds: str | None) -> None:
+    """Write a self-contained HTML report (Plotly, works offline) for STUDY.
+
+    Success-rate heatmaps, a noise-vs-baseline forest plot, noise schedules beside their
+    success rates, learning-curve bands, ECDFs and the paper-style tables.
+    """
     from robustness.report import write_report
 
-    path = write_report(storage, study, output, criterion=_criterion(metric, op, threshold))
+    try:
+        cuts = None if thresholds is None else [float(x) for x in thresholds.split(",") if x.strip()]
+    except ValueError:
+        raise click.UsageError(f"--thresholds expects numbers separated by commas, got {thresholds!r}") from None
+    path = write_report(storage, study, output, criterion=_criterion(metric, op, threshold), thresholds=cuts)
     click.echo(f"wrote {path}")
 
 
