@@ -4,8 +4,9 @@ This is what makes thousands of restarts affordable: one Ray trial, one
 process and one set of batched kernels per pack instead of per restart.
 
 Shapes (R restarts, P parameters per restart, B batch size, d input dim):
-``theta`` (R, P) is the leaf tensor of all parameters; batches are gathered
-per restart as (R, B, d), since each restart has its own data order.
+``theta`` (R, P) holds all parameters; the model reads named views of it
+(one leaf per layer tensor); batches are gathered per restart as (R, B, d),
+since each restart has its own data order.
 
 Each restart keeps its own seed for initialization, data order and noise
 (see ``robustness.spec.derived_seeds``), its own learning rate, clip threshold,
@@ -93,11 +94,12 @@ class BatchOrder:
 def evaluate(model: Any, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Accuracy and mean cross-entropy of every restart on (x, y); each shape (R,)."""
     R = theta.shape[0]
+    params = model.layout.views(theta)
     correct = torch.zeros(R, device=theta.device)
     loss = torch.zeros(R, device=theta.device)
     for start in range(0, x.shape[0], chunk):
         xb, yb = x[start : start + chunk], y[start : start + chunk]
-        logits = model.forward(theta, xb)  # (R, n, C)
+        logits = model.forward(params, xb)  # (R, n, C)
         correct += (logits.argmax(-1) == yb).sum(1)
         loss += F.cross_entropy(logits.transpose(1, 2), yb.expand(R, -1), reduction="none").sum(1)
     return correct / x.shape[0], loss / x.shape[0]
@@ -135,7 +137,15 @@ class PackTrainer:
         for spec, (init_seed, _, _) in zip(self.specs, seeds):
             init_module(module, spec.init, torch.Generator().manual_seed(init_seed))
             rows.append(flatten_params(module))
-        self.theta = torch.stack(rows).to(self.device).requires_grad_(True)  # (R, P)
+        self.theta = torch.stack(rows).to(self.device)  # (R, P)
+        # One autograd leaf per layer tensor, each a view of theta. Backpropagating
+        # into views of a single leaf theta instead would make autograd build a
+        # zero-filled (R, P) gradient per layer tensor and sum them: 42 passes over
+        # the pack per step for the deep MLP (2.5x slower at R=64, see docs/benchmarks.md).
+        self._leaves = [v.requires_grad_(True) for v in self.model.layout.views(self.theta).values()]
+        self._params = dict(zip(self.model.layout.names, self._leaves))
+        self._grad = torch.empty_like(self.theta)
+        self._xbuf: torch.Tensor | None = None
 
         self.orders = [BatchOrder(d, self.train_x.shape[0], config.batch_size) for _, d, _ in seeds]
         self.noise_gens = {
@@ -165,8 +175,13 @@ class PackTrainer:
 
     # -- one update ------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.stack([o.indices(self.step) for o in self.orders]).to(self.device)  # (R, B)
-        return self.train_x[idx], self.train_y[idx]
+        idx = torch.stack([o.indices(self.step) for o in self.orders]).to(self.device).view(-1)  # (R * B,)
+        R, B, d = len(self.orders), self.config.batch_size, self.train_x.shape[1]
+        if self._xbuf is None:
+            self._xbuf = torch.empty(R * B, d, dtype=self.train_x.dtype, device=self.device)
+        # Gather into one reused buffer: the batch is the largest tensor of a step.
+        torch.index_select(self.train_x, 0, idx, out=self._xbuf)
+        return self._xbuf.view(R, B, d), self.train_y[idx].view(R, B)
 
     def _draw_noise(self) -> None:
         assert self._noise is not None
@@ -184,19 +199,23 @@ class PackTrainer:
 
     def _update(self) -> None:
         x, y = self._batch()
-        logits = self.model.forward(self.theta, x)  # (R, B, C)
+        logits = self.model.forward(self._params, x)  # (R, B, C)
         loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)  # (R,)
-        self.theta.grad = None
-        loss.sum().backward()  # row r of theta.grad is restart r's own gradient
+        # Row r of each layer's gradient is restart r's own: the restarts share no parameters.
+        grads = torch.autograd.grad(loss.sum(), self._leaves)
+        R = self.theta.shape[0]
+        g = torch.cat([gl.reshape(R, -1) for gl in grads], dim=1, out=self._grad)  # (R, P), theta's layout
         with torch.no_grad():
-            g = self.theta.grad
             norm = torch.linalg.vector_norm(g, dim=1)
             ok = torch.isfinite(loss) & torch.isfinite(norm)
             self.diverged_at = torch.where(self.active & ~ok, self.step, self.diverged_at)
             self.active &= ok
             # Clip first, then add noise: clipping after would shrink the noise.
             g.mul_(clip_coefficient(norm, self.clip).unsqueeze(1))
-            g.masked_fill_(~self.active.unsqueeze(1), 0.0)  # frozen restarts: no NaN leaks into state
+            # Frozen restarts: no NaN may leak into optimizer state. On CPU, checking
+            # first is free and saves a pass; on a GPU it would be a sync point.
+            if self.device.type != "cpu" or not bool(self.active.all()):
+                g.masked_fill_(~self.active.unsqueeze(1), 0.0)
             if self._noise is not None:
                 var = torch.tensor([s.variance(self.step) for s in self._schedules], device=self.device)
                 self._draw_noise()
@@ -208,7 +227,7 @@ class PackTrainer:
         self.step += 1
 
     def _evaluate_point(self) -> None:
-        acc, _ = evaluate(self.model, self.theta.detach(), self.test_x, self.test_y, chunk=self.config.eval_chunk)
+        acc, _ = evaluate(self.model, self.theta, self.test_x, self.test_y, chunk=self.config.eval_chunk)
         train_loss = self._loss_sum / max(self._loss_n, 1)
         self.curve.append((self.step, train_loss.clone(), acc))
         self._last_train_loss = train_loss.clone()
@@ -236,7 +255,7 @@ class PackTrainer:
         """One record per restart; call after ``run()`` finished."""
         if not self.done:
             raise RuntimeError(f"pack stopped at update {self.step} of {self.config.steps}")
-        acc, test_loss = evaluate(self.model, self.theta.detach(), self.test_x, self.test_y, chunk=self.config.eval_chunk)
+        acc, test_loss = evaluate(self.model, self.theta, self.test_x, self.test_y, chunk=self.config.eval_chunk)
         acc_l, loss_l = acc.tolist(), test_loss.tolist()
         train_l = self.curve[-1][1].tolist() if self.curve else [float("nan")] * len(self.specs)
         div_l = self.diverged_at.tolist()
@@ -259,7 +278,7 @@ class PackTrainer:
     # -- checkpointing -------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "step": self.step, "theta": self.theta.detach().cpu(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "theta": self.theta.cpu(), "optimizer": self.optimizer.state_dict(),
             "active": self.active.cpu(), "diverged_at": self.diverged_at.cpu(),
             "loss_sum": self._loss_sum.cpu(), "loss_n": self._loss_n, "elapsed": self.elapsed,
             "orders": [(o.generator.get_state(), o.perm) for o in self.orders],

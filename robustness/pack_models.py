@@ -1,12 +1,13 @@
 """Models that evaluate R restarts at once from a flat parameter matrix.
 
-A pack's parameters live in one leaf tensor ``theta`` of shape ``(R, P)``:
-row ``r`` is restart ``r``'s parameters laid out as in ``ParamLayout``. That
-makes clipping, noise and the optimizer one operation each over the whole
-pack, and it is why the gradient of ``sum_r loss_r`` w.r.t. ``theta`` is
-exactly each restart's own gradient, row by row.
+A pack's parameters live in one tensor ``theta`` of shape ``(R, P)``: row
+``r`` is restart ``r``'s parameters laid out as in ``ParamLayout``. That makes
+clipping, noise and the optimizer one operation each over the whole pack. The
+models take the named views of ``theta`` (``ParamLayout.views``), each ``(R,
+*shape)``; the gradient of ``sum_r loss_r`` w.r.t. a view is exactly each
+restart's own gradient, row by row.
 
-Two implementations share one interface, ``forward(theta, x) -> logits``:
+Two implementations share one interface, ``forward(params, x) -> logits``:
 
 - :class:`StackedMLP`: the paper's MLP hand-vectorized with batched matmuls.
 - :class:`VmapModel`: any ``nn.Module`` through ``torch.func.functional_call``
@@ -15,6 +16,7 @@ Two implementations share one interface, ``forward(theta, x) -> logits``:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import torch
@@ -29,8 +31,8 @@ __all__ = ["PackModel", "StackedMLP", "VmapModel"]
 class PackModel(Protocol):
     layout: ParamLayout
 
-    def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``theta`` (R, P); ``x`` (R, B, d) per-restart batches or (N, d) shared.
+    def forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``params`` name -> (R, *shape); ``x`` (R, B, d) per-restart batches or (N, d) shared.
 
         Returns logits of shape (R, B, C) or (R, N, C).
         """
@@ -49,8 +51,8 @@ class StackedMLP:
         # names come in (weight, bias) pairs, in layer order
         self._pairs = [(self.layout.names[2 * i], self.layout.names[2 * i + 1]) for i in range(len(linears))]
 
-    def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        views = self.layout.views(theta)
+    def forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        views = params
         h = x
         last = len(self._pairs) - 1
         for i, (wname, bname) in enumerate(self._pairs):
@@ -72,9 +74,9 @@ class VmapModel:
         self.module = module
         self.layout = ParamLayout.of(module)
 
-    def _single(self, th: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.module, self.layout.views(th), (xb,))
+    def _single(self, params: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, params, (xb,))
 
-    def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         in_dims = (0, None) if x.dim() == 2 else (0, 0)
-        return vmap(self._single, in_dims=in_dims)(theta, x)
+        return vmap(self._single, in_dims=in_dims)(dict(params), x)
