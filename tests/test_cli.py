@@ -1,0 +1,133 @@
+"""The CLI: every command documented with an example, JSON for scripts, and user
+errors as one line with exit code 2 (never a traceback)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from robustness.cli import main
+from robustness.criterion import Criterion
+from robustness.outcome import CurvePoint, RestartOutcome
+from robustness.stats import cell_stats, compare_arms, restarts_needed
+from robustness.storage import RestartStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for name, command in main.commands.items():
+        code, out, _ = run(name, "--help")
+        assert code == 0, name
+        assert "Example" in out, f"{name} --help has no example"
+        assert command.help, f"{name} has no description"
+
+
+def test_validate_json_and_errors(tmp_path: Path) -> None:
+    code, out, _ = run("validate", str(ROOT / "search_spaces" / "paper_mnist_deep20.yaml"), "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert list(summary)[:4] == ["study", "cells", "restarts_per_cell", "total_restarts"]
+    assert summary["total_restarts"] == summary["cells"] * summary["restarts_per_cell"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: x\ntask: {name: deep_mlp, steps: 10, eval_every: 5}\ngrid: {lr: [-1], noise: [{schedule: none}]}\n"
+                   "restarts: 2\nsuccess: {metric: test_accuracy, op: '>=', threshold: 0.9}\n")
+    code, out, err = run("validate", str(bad))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("Error: ") and "grid.lr" in err and "Traceback" not in err
+    code, _, err = run("validate", str(tmp_path / "missing.yaml"))
+    assert code == 2 and err.count("\n") == 1
+
+
+def _records() -> list[RestartOutcome]:
+    """2 arms x 6 seed-paired restarts; noise succeeds on restarts 0-4, the baseline on 0-1."""
+    out = []
+    for schedule, eta, wins in (("none", None, 2), ("annealed", 0.3, 5)):
+        for k in range(6):
+            acc = 0.95 if k < wins else 0.1
+            out.append(RestartOutcome(
+                params={"lr": 0.1, "clip": 10.0, "init": "zero", "schedule": schedule, "eta": eta, "gamma": None if eta is None else 0.55},
+                restart=k, seed=1000 + k, metrics={"test_accuracy": acc, "test_error": 1 - acc},
+                primary_metric="test_accuracy", success=acc >= 0.9, curve=(CurvePoint(10, 1.0, acc),)))
+    return out
+
+
+@pytest.fixture
+def study_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    with RestartStore(url) as store:
+        sid = store.open_study("cli", attrs={"total_restarts": 12, "criterion": "test_accuracy >= 0.9"})
+        store.write_outcomes(sid, _records())
+    return url
+
+
+def test_stats_json_matches_the_library(study_url: str) -> None:
+    code, out, _ = run("stats", "cli", "--storage", study_url, "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    with RestartStore(study_url) as store:
+        table = store.read_table("cli")
+    want = [c.to_dict() for c in cell_stats(table)]
+    assert data["cells"] == want
+    by_schedule = {c["params"]["schedule"]: c for c in data["cells"]}
+    assert (by_schedule["none"]["successes"], by_schedule["annealed"]["successes"]) == (2, 5)
+    for key in ("n", "successes", "rate", "ci_low", "ci_high"):
+        assert key in data["cells"][0]
+    (comp,) = data["comparisons"]
+    assert comp == compare_arms(table)[0].to_dict()
+    assert comp["test"].lower().startswith("mcnemar") and comp["p_value"] == pytest.approx(0.25)  # b=3, c=0
+    for key in ("p_value", "p_adjusted", "risk_difference", "rd_low", "rd_high", "risk_ratio"):
+        assert key in comp
+
+
+def test_stats_rejudged_at_query_time_and_csv(study_url: str) -> None:
+    code, out, _ = run("stats", "cli", "--storage", study_url, "--metric", "test_error", "--op", "<", "--threshold", "0.95", "--format", "json")
+    assert code == 0
+    assert {c["successes"] for c in json.loads(out)["cells"]} == {6}  # every restart has error < 0.95
+    code, out, _ = run("stats", "cli", "--storage", study_url, "--format", "csv", "--by", "schedule")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0].startswith("schedule,n,successes,rate") and len(lines) == 3
+
+
+def test_compare_status_and_unknown_study(study_url: str) -> None:
+    code, out, _ = run("compare", "cli", "--storage", study_url, "--format", "json")
+    assert code == 0 and len(json.loads(out)["comparisons"]) == 1
+    code, out, _ = run("status", "--storage", study_url, "--format", "json")
+    assert code == 0 and json.loads(out) == [{"study": "cli", "restarts": 12, "total": 12, "successes": 7,
+                                               "rate": pytest.approx(7 / 12), "diverged": 0}]
+    code, out, err = run("stats", "nope", "--storage", study_url)
+    assert code == 2 and err.startswith("Error: no study 'nope'") and err.count("\n") == 1
+
+
+def test_report_writes_html_and_bad_paths_exit_2(study_url: str, tmp_path: Path) -> None:
+    code, out, _ = run("report", "cli", "--storage", study_url, "-o", str(tmp_path / "r.html"))
+    assert code == 0 and (tmp_path / "r.html").stat().st_size > 100_000
+    code, _, err = run("report", "cli", "--storage", study_url, "-o", str(tmp_path / "no" / "such" / "dir" / "r.html"))
+    assert code == 2 and err.count("\n") == 1
+
+
+def test_power_both_directions() -> None:
+    code, out, _ = run("power", "--p1", "0.013", "--p2", "0.113", "--json")
+    assert code == 0 and json.loads(out)["restarts_per_arm"] == restarts_needed(0.013, 0.113)
+    code, out, _ = run("power", "--p1", "0.013", "--n", "100", "--json")
+    p2 = json.loads(out)["detectable_p2"]
+    assert code == 0 and 0.013 < p2 < 1
+    # the reverse question answers the forward one: n restarts detect p2
+    assert restarts_needed(0.013, p2) <= 101
+    code, _, err = run("power", "--p1", "0.1")
+    assert code == 2 and "exactly one of" in err
+
+
+def test_bad_storage_url_is_one_line() -> None:
+    code, _, err = run("status", "--storage", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert code == 2 and err.startswith("Error: ") and err.count("\n") == 1

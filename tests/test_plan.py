@@ -1,0 +1,56 @@
+"""Planning a sweep: which restarts are left, how they are cut into packs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustness.plan import auto_pack_size, fingerprint, plan_sweep, training_setup
+from robustness.search_space import load_search_space, parse_search_space
+from robustness.storage import restart_key
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = """
+study: p
+task: {{name: deep_mlp, dataset: digits, depth: 2, width: 8, steps: {steps}, eval_every: 5}}
+optimizer: {{name: sgd, momentum: 0.9}}
+grid: {{lr: {lr}, init: [he], clip: [10], noise: [{{schedule: none}}, {{schedule: annealed, eta: [0.3, 1.0]}}]}}
+restarts: {restarts}
+success: {{metric: test_accuracy, op: '>=', threshold: 0.5}}
+"""
+
+
+def space(*, restarts: int = 5, lr: str = "[0.1]", steps: int = 10):
+    return parse_search_space(TEXT.format(restarts=restarts, lr=lr, steps=steps))
+
+
+def test_plan_skips_stored_restarts_and_cuts_packs() -> None:
+    sp = space()
+    specs = sp.restart_specs()
+    assert len(specs) == 15
+    done = {restart_key(s.params, s.restart) for s in specs[:4]}
+    plan = plan_sweep(sp, done_keys=done, key=restart_key, pack_size=4, slots=2)
+    assert (plan.total, plan.done, plan.remaining) == (15, 4, 11)
+    assert [len(p) for p in plan.packs] == [4, 4, 3]
+    assert specs[4] == plan.packs[0][0]
+    assert all(restart_key(s.params, s.restart) not in done for p in plan.packs for s in p)
+
+
+def test_auto_pack_size() -> None:
+    assert auto_pack_size(96, slots=2) == 48  # spread over the parallel slots
+    assert auto_pack_size(10_000, slots=2) == 256  # capped on CPU
+    assert auto_pack_size(0, slots=2) == 1
+    assert auto_pack_size(10_000, slots=1, device="cuda", per_restart_bytes=10**6, free_bytes=2 * 10**9) == 1000
+
+
+def test_fingerprint_ignores_the_grid_but_not_the_training() -> None:
+    assert fingerprint(space(restarts=5)) == fingerprint(space(restarts=9, lr="[0.1, 0.2]"))
+    assert fingerprint(space(steps=10)) != fingerprint(space(steps=20))
+
+
+def test_training_setup_follows_the_file() -> None:
+    task, config = training_setup(space())
+    assert (task.depth, task.width, task.dataset) == (2, 8, "digits")
+    assert (config.optimizer, config.momentum, config.steps, config.eval_every) == ("sgd", 0.9, 10, 5)
+    paper = load_search_space(ROOT / "search_spaces" / "paper_mnist_deep20.yaml")
+    task, config = training_setup(paper)
+    assert (task.depth, task.width, task.dataset, config.optimizer) == (20, 50, "mnist", "sgd")
