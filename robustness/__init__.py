@@ -9,28 +9,41 @@ The core names are re-exported here; heavier layers live in their modules:
 
 from __future__ import annotations
 
+import importlib
 from importlib import metadata
+from typing import Any
 
-from robustness.criterion import Criterion
-from robustness.noise import (
-    SCHEDULES,
-    AnnealedNoise,
-    ConstantNoise,
-    GradientNoise,
-    NoiseSchedule,
-    NoNoise,
-    make_schedule,
-    register_schedule,
-)
-from robustness.outcome import CurvePoint, FrozenMap, RestartOutcome
-from robustness.spec import RestartSpec
+# Re-exported lazily (PEP 562): `import robustness` must not import torch, so that
+# commands that only read storage (`robustness stats`, `status`) start fast.
+_EXPORTS = {
+    "Criterion": "robustness.criterion",
+    "CurvePoint": "robustness.outcome",
+    "FrozenMap": "robustness.outcome",
+    "RestartOutcome": "robustness.outcome",
+    "RestartSpec": "robustness.spec",
+    "SCHEDULES": "robustness.noise",
+    "AnnealedNoise": "robustness.noise",
+    "ConstantNoise": "robustness.noise",
+    "GradientNoise": "robustness.noise",
+    "NoNoise": "robustness.noise",
+    "NoiseSchedule": "robustness.noise",
+    "make_schedule": "robustness.noise",
+    "register_schedule": "robustness.noise",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'robustness' has no attribute {name!r}")
+
 
 try:
     __version__ = metadata.version("restart-robustness")
 except metadata.PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
-__all__ = [
+__all__ = [  # noqa: F822 (resolved by __getattr__)
     "SCHEDULES",
     "AnnealedNoise",
     "ConstantNoise",
