@@ -1,0 +1,435 @@
+"""Search-space files: the shipped studies, cell expansion, seeds, and one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import sys
+import types
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from robustness import search_space as ss
+from robustness.noise import AnnealedNoise, ConstantNoise, NoiseSchedule, NoNoise, register_schedule
+from robustness.search_space import SearchSpaceError, load_search_space, parse_search_space
+from robustness.spec import restart_seed
+
+SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
+SIX = {"lr", "clip", "init", "schedule", "eta", "gamma"}
+
+MINIMAL = """
+study: tiny
+task: {name: deep_mlp, steps: 10, eval_every: 5}
+grid:
+  lr: [0.1]
+  noise: [{schedule: none}]
+restarts: 2
+success: {metric: test_accuracy, op: ">=", threshold: 0.9}
+"""
+
+
+def base() -> dict[str, Any]:
+    """A small valid study as a mapping, for tests to break one key at a time."""
+    return {
+        "study": "t",
+        "task": {"name": "deep_mlp", "dataset": "digits", "depth": 3, "width": 8, "steps": 100,
+                 "batch_size": 32, "eval_every": 10},
+        "optimizer": {"name": "sgd", "momentum": 0.0},
+        "grid": {
+            "lr": [0.01, 0.1],
+            "clip": [10, "none"],
+            "init": ["simple", "zero"],
+            "noise": [{"schedule": "none"}, {"schedule": "annealed", "eta": [0.01, 0.3], "gamma": [0.55]}],
+        },
+        "restarts": 3,
+        "success": {"metric": "test_accuracy", "op": ">=", "threshold": 0.9},
+    }
+
+
+def parse(doc: dict[str, Any], **kwargs: Any) -> ss.SearchSpace:
+    return parse_search_space(yaml.safe_dump(doc), source="s.yaml", **kwargs)
+
+
+def error_of(text: str, **kwargs: Any) -> str:
+    with pytest.raises(SearchSpaceError) as info:
+        parse_search_space(text, source="s.yaml", **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("s.yaml: ")
+    return message
+
+
+def broken(change: Callable[[dict[str, Any]], Any]) -> str:
+    doc = base()
+    change(doc)
+    return error_of(yaml.safe_dump(doc))
+
+
+# --- the shipped files -------------------------------------------------------------------
+
+
+def test_paper_file_counts() -> None:
+    space = load_search_space(SPACES / "paper_mnist_deep20.yaml")
+    cells = 3 * 2 * (1 + 3) * 3  # inits x clips x (no noise + 3 etas) x learning rates
+    assert space.summary() == {**space.summary(), "study": "paper-mnist-deep20", "cells": cells,
+                               "restarts_per_cell": 40, "total_restarts": cells * 40}
+    assert list(space.summary())[:4] == ["study", "cells", "restarts_per_cell", "total_restarts"]
+    assert (space.task.depth, space.task.width, space.task.dataset) == (20, 50, "mnist")
+    assert space.optimizer.name == "sgd"
+    axes = space.axes()
+    assert axes["clip"] == [10.0, 100.0]
+    assert axes["eta"] == [None, 0.01, 0.3, 1.0] and axes["gamma"] == [None, 0.55]
+    assert {"simple", "zero"} <= set(axes["init"])
+    assert (space.success.metric, space.success.op, space.success.threshold) == ("test_accuracy", ">=", 0.9)
+
+
+def test_demo_file_is_small_and_has_both_arms() -> None:
+    space = load_search_space(SPACES / "demo.yaml")
+    grid = space.grid
+    settings = sum(len(b.eta or [None]) * len(b.gamma or [None]) for b in grid.noise)
+    cells = len(grid.lr) * len(grid.clip) * len(grid.init) * settings
+    assert space.summary()["cells"] == cells
+    assert space.summary()["total_restarts"] == cells * space.restarts
+    assert space.task.dataset == "digits"  # offline: no download in a 5-minute demo
+    assert {"none", "annealed"} <= set(space.axes()["schedule"])
+    assert 16 <= space.restarts and space.summary()["total_restarts"] <= 200
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "paper_mnist_deep20.yaml"])
+def test_shipped_file_text_is_kept(name: str) -> None:
+    path = SPACES / name
+    space = load_search_space(path)
+    assert space.text == path.read_text() and space.source == str(path)
+
+
+# --- cells ---------------------------------------------------------------------------------
+
+
+def test_cells_have_the_six_keys_and_none_where_not_applicable() -> None:
+    cells = parse(base()).cells()
+    assert len(cells) == 2 * 2 * 2 * (1 + 2)
+    assert all(set(cell) == SIX for cell in cells)
+    none = [c for c in cells if c["schedule"] == "none"]
+    assert len(none) == 8 and all(c["eta"] is None and c["gamma"] is None for c in none)
+    assert {c["clip"] for c in cells} == {10.0, None}
+    assert cells == parse(base()).cells()  # deterministic order
+
+
+def test_noise_arms_of_a_cell_are_adjacent() -> None:
+    first = parse(base()).cells()[:3]
+    assert [(c["schedule"], c["eta"]) for c in first] == [("none", None), ("annealed", 0.01), ("annealed", 0.3)]
+    assert len({(c["lr"], c["clip"], c["init"]) for c in first}) == 1
+
+
+def test_constant_schedule_has_no_gamma_and_annealed_defaults_to_paper_gamma() -> None:
+    doc = base()
+    doc["grid"]["noise"] = [{"schedule": "constant", "eta": 0.01}, {"schedule": "annealed", "eta": [1]}]
+    cells = parse(doc).cells()
+    assert {(c["schedule"], c["eta"], c["gamma"]) for c in cells} == {("constant", 0.01, None),
+                                                                      ("annealed", 1.0, 0.55)}
+
+
+def test_identical_cells_are_deduplicated() -> None:
+    doc = base()
+    doc["grid"].update(lr=[0.1, 0.1], clip=[10, 10.0], init=["zero", "zero"])
+    doc["grid"]["noise"] = [
+        {"schedule": "none"},
+        {"schedule": "none"},
+        {"schedule": "annealed", "eta": [0.3, 0.3]},  # gamma defaults to 0.55 ...
+        {"schedule": "annealed", "eta": [0.3], "gamma": [0.55]},  # ... so this is the same cell
+    ]
+    space = parse(doc)
+    assert len(space.cells()) == 2
+    assert space.summary()["total_restarts"] == 2 * 3
+
+
+def test_axes_lists_distinct_values_per_coordinate() -> None:
+    axes = parse(base()).axes()
+    assert list(axes)[:6] == ["lr", "clip", "init", "schedule", "eta", "gamma"]
+    assert axes["lr"] == [0.01, 0.1] and axes["init"] == ["simple", "zero"]
+    assert axes["schedule"] == ["none", "annealed"] and axes["eta"] == [None, 0.01, 0.3]
+
+
+def test_scalars_count_as_one_element_lists() -> None:
+    doc = base()
+    doc["grid"].update(lr=0.1, clip=None, init="he")
+    doc["grid"]["noise"] = [{"schedule": "annealed", "eta": 0.3, "gamma": 0}]
+    (cell,) = parse(doc).cells()
+    assert dict(cell) == {"lr": 0.1, "clip": None, "init": "he", "schedule": "annealed", "eta": 0.3, "gamma": 0.0}
+
+
+def test_defaults() -> None:
+    space = parse_search_space(MINIMAL)
+    assert (space.base_seed, space.pack_size, space.resources) == (0, None, {"cpu": 1, "gpu": 0})
+    assert (space.optimizer.name, space.optimizer.momentum, space.optimizer.betas) == ("sgd", 0.0, None)
+    (cell,) = space.cells()
+    assert (cell["clip"], cell["init"]) == (None, "he")
+
+
+def test_adam_gets_its_defaults_and_yaml_exponents_are_numbers() -> None:
+    space = parse_search_space(MINIMAL + "optimizer: {name: adam, eps: 1e-6}\npack_size: 8\n"
+                               "resources: {cpu: 2, gpu: 0.5}\n")
+    assert (space.optimizer.betas, space.optimizer.eps, space.optimizer.momentum) == ((0.9, 0.999), 1e-6, None)
+    assert space.pack_size == 8 and space.resources == {"cpu": 2, "gpu": 0.5}
+
+
+def test_mnist_takes_a_data_dir_and_download() -> None:
+    doc = base()
+    doc["task"].update(dataset="mnist", data_dir="/data/mnist", download=True)
+    task = parse(doc).task
+    assert (task.dataset, task.data_dir, task.download) == ("mnist", "/data/mnist", True)
+
+
+def test_space_is_hashable_and_picklable() -> None:
+    space = parse(base())
+    again = pickle.loads(pickle.dumps(space))
+    assert again == space and hash(again) == hash(space)
+    assert again.cells() == space.cells()
+
+
+# --- seeds and restart specs ------------------------------------------------------------------
+
+
+def test_restart_k_has_the_same_seed_in_every_cell() -> None:
+    space = parse(base())
+    specs = space.restart_specs()
+    assert len(specs) == len(space.cells()) * 3
+    by_restart: dict[int, set[int]] = {}
+    for spec in specs:
+        by_restart.setdefault(spec.restart, set()).add(spec.seed)
+    assert by_restart == {k: {restart_seed(k, base_seed=0)} for k in range(3)}
+    assert len({s for (s,) in by_restart.values()}) == 3  # restarts differ from each other
+
+
+def test_base_seed_changes_every_seed() -> None:
+    doc = base()
+    doc["base_seed"] = 7
+    seeds = {spec.restart: spec.seed for spec in parse(doc).restart_specs()}
+    assert seeds == {k: restart_seed(k, base_seed=7) for k in range(3)}
+    assert seeds[0] != restart_seed(0, base_seed=0)
+
+
+def test_restart_specs_carry_the_cell() -> None:
+    space = parse(base())
+    noisy = [c for c in space.cells() if c["eta"] == 0.3 and c["clip"] is None][0]
+    specs = space.restart_specs([noisy])
+    assert [s.restart for s in specs] == [0, 1, 2]
+    spec = specs[0]
+    assert spec.params == noisy and spec.lr == noisy["lr"] and spec.init == noisy["init"]
+    assert spec.clip_norm is None and spec.schedule == AnnealedNoise(eta=0.3, gamma=0.55)
+    none = [c for c in space.cells() if c["schedule"] == "none" and c["clip"] == 10][0]
+    (spec,) = space.restart_specs([dict(none)])[:1]
+    assert spec.schedule == NoNoise() and spec.clip_norm == 10.0
+
+
+def test_cell_schedule_rebuilds_from_plain_dicts() -> None:
+    assert ss.cell_schedule({"schedule": "constant", "eta": 0.5, "gamma": None}) == ConstantNoise(eta=0.5)
+    assert ss.cell_schedule({"schedule": "none", "eta": None, "gamma": None}) == NoNoise()
+
+
+# --- user schedules ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def linear_decay() -> str:
+    name = f"test_linear_decay_{uuid.uuid4().hex[:8]}"  # the registry is global: never reuse a name
+
+    @register_schedule(name)
+    @dataclasses.dataclass(frozen=True)
+    class LinearDecay(NoiseSchedule):
+        eta: float
+        horizon: int
+        floor: float = 0.0
+
+        def __post_init__(self) -> None:
+            if self.horizon < 1:
+                raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+
+        def variance(self, t: int) -> float:
+            return max(self.floor, self.eta * (1 - t / self.horizon))
+
+    return name
+
+
+def test_user_schedule_keys_become_axes(linear_decay: str) -> None:
+    doc = base()
+    doc["grid"].update(lr=[0.1], clip=[10], init=["zero"])
+    doc["grid"]["noise"] = [{"schedule": "none"}, {"schedule": linear_decay, "eta": [0.3], "horizon": [50, 100]}]
+    space = parse(doc)
+    cells = space.cells()
+    assert len(cells) == 3
+    assert all(set(c) == SIX | {"horizon", "floor"} for c in cells)
+    assert cells[0]["horizon"] is None and cells[0]["floor"] is None  # the baseline has none
+    assert [(c["horizon"], c["floor"], c["gamma"]) for c in cells[1:]] == [(50, 0.0, None), (100, 0.0, None)]
+    spec = space.restart_specs([cells[2]])[0]
+    assert spec.schedule.name == linear_decay and spec.schedule.horizon == 100  # type: ignore[attr-defined]
+    assert space.axes()["horizon"] == [None, 50, 100]
+
+
+def test_user_schedule_errors(linear_decay: str) -> None:
+    def noise(block: dict[str, Any]) -> str:
+        return broken(lambda d: d["grid"].update(noise=[block]))
+
+    message = noise({"schedule": linear_decay, "eta": [0.3]})
+    assert "grid.noise[0].horizon: missing required key" in message
+    message = noise({"schedule": linear_decay, "eta": [0.3], "horizon": 5, "gama": [1]})
+    assert "grid.noise[0].gama: unknown key" in message and "horizon" in message
+    message = noise({"schedule": linear_decay, "eta": [0.3], "horizon": [5, 0]})
+    assert "grid.noise[0]: schedule" in message and "horizon=0" in message and "horizon must be >= 1" in message
+    message = noise({"schedule": linear_decay, "eta": [0.3], "horizon": [[5]]})
+    assert "grid.noise[0].horizon[0]: expected a scalar" in message
+
+
+# --- registries ------------------------------------------------------------------------------------
+
+
+def test_registries_fall_back_and_prefer_the_real_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ss._registry("robustness._no_such_module", "TASKS", {"b", "a"}) == ["a", "b"]
+    fake = types.ModuleType("robustness.tasks")
+    fake.TASKS = {"deep_mlp": object(), "toy_task": object()}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "robustness.tasks", fake)
+    assert ss.known_tasks() == ["deep_mlp", "toy_task"]
+    doc = base()
+    doc["task"]["name"] = "toy_task"
+    assert parse(doc).task.name == "toy_task"
+
+
+# --- errors: one line, naming the key path and what was expected ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "expected"),
+    [
+        # unknown keys, with a suggestion
+        (lambda d: d.update(restart=3), "restart: unknown key", "did you mean 'restarts'"),
+        (lambda d: d["task"].update(dpeth=3), "task.dpeth: unknown key", "expected one of: name, dataset"),
+        (lambda d: d["grid"]["noise"][1].update(gama=[1]), "grid.noise[1].gama: unknown key", "eta, gamma"),
+        (lambda d: d["grid"]["noise"][0].update(eta=[1]), "grid.noise[0].eta: unknown key", "no parameters"),
+        (lambda d: d.update(resources={"cpus": 1}), "resources.cpus: unknown key", "cpu, gpu"),
+        (lambda d: d["optimizer"].update(betas=[0.9, 0.99]), "optimizer.betas: not an option of sgd", "momentum"),
+        # wrong types: no silent casts
+        (lambda d: d["task"].update(depth="20"), "task.depth", "expected an integer >= 1, got '20'"),
+        (lambda d: d["task"].update(steps=100.0), "task.steps", "expected an integer >= 1, got 100.0"),
+        (lambda d: d.update(restarts=True), "restarts", "expected an integer >= 1, got true"),
+        (lambda d: d.update(task="deep_mlp"), "task", "expected a mapping, got 'deep_mlp'"),
+        (lambda d: d["grid"].update(lr=["fast"]), "grid.lr[0]", "expected a number > 0, got 'fast'"),
+        (lambda d: d["grid"].update(clip=[10, "off"]), "grid.clip[1]", "expected a number > 0 or none, got 'off'"),
+        (lambda d: d["grid"]["noise"].append("none"), "grid.noise[2]", "expected a mapping, got 'none'"),
+        (lambda d: d["success"].update(threshold="high"), "success.threshold", "expected a number, got 'high'"),
+        # eta is a variance: > 0
+        (lambda d: d["grid"]["noise"][1].update(eta=[0.3, -1]), "grid.noise[1].eta[1]", "expected a number > 0, got -1"),
+        (lambda d: d["grid"]["noise"][1].update(eta=0), "grid.noise[1].eta", "expected a number > 0, got 0"),
+        (lambda d: d["grid"]["noise"][1].pop("eta"), "grid.noise[1].eta: missing required key", "numbers > 0"),
+        # gamma >= 0
+        (lambda d: d["grid"]["noise"][1].update(gamma=[-0.5]), "grid.noise[1].gamma[0]", "expected a number >= 0"),
+        # learning rate > 0
+        (lambda d: d["grid"].update(lr=[0.1, 0]), "grid.lr[1]", "expected a number > 0, got 0"),
+        (lambda d: d["grid"].update(lr=[float("nan")]), "grid.lr[0]", "expected a number > 0, got nan"),
+        # restarts >= 1
+        (lambda d: d.update(restarts=0), "restarts", "expected an integer >= 1, got 0"),
+        # empty axes
+        (lambda d: d["grid"].update(lr=[]), "grid.lr", "expected a non-empty list of numbers > 0, got []"),
+        (lambda d: d["grid"].update(init=[]), "grid.init", "expected a non-empty list"),
+        (lambda d: d["grid"].update(noise=[]), "grid.noise", "expected a non-empty list of noise blocks"),
+        (lambda d: d["grid"]["noise"][1].update(eta=[]), "grid.noise[1].eta", "expected a non-empty list"),
+        # unknown names, listing the known ones
+        (lambda d: d["task"].update(name="cnn"), "task.name", "expected a known task (one of: deep_mlp"),
+        (lambda d: d["grid"]["noise"][1].update(schedule="anealed"), "grid.noise[1].schedule",
+         "expected a registered noise schedule (one of: annealed, constant"),
+        (lambda d: d["optimizer"].update(name="rmsprop"), "optimizer.name", "expected a known optimizer (one of: adam"),
+        (lambda d: d["grid"].update(init=["good"]), "grid.init[0]", "expected a known init scheme (one of:"),
+        # missing keys say what belongs there
+        (lambda d: d["task"].pop("steps"), "task.steps: missing required key", "expected the number of updates"),
+        (lambda d: d.pop("grid"), "grid: missing required key", "expected a mapping"),
+        # the rest of the schema
+        (lambda d: d["task"].update(eval_every=1000), "task.eval_every", "expected an integer <= task.steps (100)"),
+        (lambda d: d["task"].update(data_dir="/data"), "task.data_dir", "only mnist"),
+        (lambda d: d["task"].update(download=True), "task.download", "expected no download for dataset 'digits'"),
+        (lambda d: d["task"].update(dataset="mnist", download="yes"), "task.download", "expected true or false"),
+        (lambda d: d["task"].update(dataset="cifar"), "task.dataset", "expected a known data set (one of: digits"),
+        (lambda d: d.update(study="my study"), "study", "expected a name made of letters"),
+        (lambda d: d["success"].update(op="=>"), "success.op", "expected a comparison (one of: <, <=, >, >=)"),
+        (lambda d: d.update(pack_size=0), "pack_size", "expected an integer >= 1 or 'auto', got 0"),
+        (lambda d: d.update(resources={"gpu": -1}), "resources.gpu", "expected a number >= 0, got -1"),
+        (lambda d: d.update(optimizer={"name": "adam", "betas": [0.9]}), "optimizer.betas", "two numbers"),
+        (lambda d: d["optimizer"].update(momentum=1), "optimizer.momentum", "expected a number >= 0 and < 1"),
+    ],
+)
+def test_invalid_key_is_named_with_what_was_expected(change: Callable[[dict[str, Any]], Any], path: str,
+                                                     expected: str) -> None:
+    message = broken(change)
+    assert f"s.yaml: {path}" in message
+    assert expected in message
+
+
+def test_only_the_first_problem_is_described_but_others_are_counted() -> None:
+    message = broken(lambda d: (d.update(restarts=0), d["task"].update(depth=0)))
+    assert message == "s.yaml: task.depth: expected an integer >= 1, got 0 (and 1 more problem)"
+
+
+def test_grid_above_the_cell_cap() -> None:
+    doc = base()  # 24 cells
+    doc["max_cells"] = 20
+    message = error_of(yaml.safe_dump(doc))
+    assert "s.yaml: grid: expected at most 20 cells (max_cells), got 24 = 2 lr x 2 clip x 2 init x 3 noise" in message
+    assert parse(doc, max_cells=24).summary()["cells"] == 24  # the loader's argument wins
+    message = error_of(yaml.safe_dump(base()), max_cells=10)
+    assert "expected at most 10 cells" in message
+
+
+def test_runaway_grid_is_refused_before_expansion() -> None:
+    doc = base()
+    doc["grid"]["lr"] = [0.001 * (i + 1) for i in range(3000)]  # 3000 x 2 x 2 x 3 = 36,000 cells
+    assert "expected at most 10000 cells (max_cells), got 36000" in error_of(yaml.safe_dump(doc))
+
+
+def test_total_restarts_above_the_cap() -> None:
+    doc = base()
+    message = error_of(yaml.safe_dump(doc), max_restarts=50)
+    assert "s.yaml: restarts: expected at most 50 restarts in total (max_restarts), got 24 cells x 3 = 72" in message
+    doc["max_restarts"] = 72
+    assert parse(doc).summary()["total_restarts"] == 72
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("study: x\n  task: [\n", "s.yaml: line 2, column 7: malformed YAML: mapping values are not allowed here"),
+        ("study: x\ntask:\n\tname: a\n", "s.yaml: line 3, column 1: malformed YAML: found character '\\t'"),
+        (MINIMAL + "restarts: 3\n", "malformed YAML: duplicate key 'restarts'"),
+        ("1: 2\n", "s.yaml: line 1, column 1: malformed YAML: keys must be strings, got 1"),
+        ("study: 2024-13-45\n", "s.yaml: malformed YAML: month must be in 1..12"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "s.yaml: malformed YAML: maximum recursion depth"),
+        ("- study\n- task\n", "s.yaml: expected a mapping at the top level (study, task, grid, ...), got ['study'"),
+        ("just text\n", "s.yaml: expected a mapping at the top level (study, task, grid, ...), got 'just text'"),
+        ("", "s.yaml: the file is empty; expected a mapping with keys study, task, grid"),
+        ("  \n", "s.yaml: the file is empty"),
+        ("# only a comment\n", "s.yaml: the file is empty"),
+    ],
+)
+def test_unreadable_documents(text: str, expected: str) -> None:
+    assert expected in error_of(text)
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(SearchSpaceError, match=r"nope\.yaml: cannot read the file"):
+        load_search_space(missing)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MINIMAL.replace("restarts: 2", "restarts: -2"))
+    with pytest.raises(SearchSpaceError) as info:
+        load_search_space(bad)
+    assert str(info.value) == f"{bad}: restarts: expected an integer >= 1, got -2"
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SearchSpaceError, match="expected a UTF-8 text file"):
+        load_search_space(binary)
+
+
+def test_error_is_a_value_error_without_chained_traceback() -> None:
+    with pytest.raises(ValueError) as info:
+        parse_search_space("study: [", source="s.yaml")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
