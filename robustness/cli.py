@@ -134,11 +134,13 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
     transaction. Restarts already in storage are skipped, so an interrupted
     sweep is continued by running the same command again.
     """
+    import optuna
     from tqdm import tqdm
 
     from robustness.search_space import load_search_space
     from robustness.sweep import run_sweep
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar says what happens
     space = load_search_space(file)
     bar = None
 
