@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -139,10 +140,23 @@ def _store_callback_class() -> type:
     return StoreCallback
 
 
+def _check_reachable(address: str, *, timeout: float = 10.0) -> None:
+    """Fail fast on a dead HOST:PORT: ray.init would retry for minutes before giving up."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", ray:// client addresses: let Ray resolve them
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise SweepError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
+
+
 def _connect_ray(address: str | None, *, num_cpus: int | None) -> bool:
     """Start (or join) Ray; True if this call started it and must shut it down."""
     import ray
 
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         return False
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results carry blobs; no CSV/JSON logs
@@ -199,11 +213,12 @@ def run_sweep(
     try:
         attrs = study_attrs(space, package_versions())
         _check_compatible(store, space, attrs, resume=resume)
-        study_id = store.open_study(space.study, direction=attrs["direction"], attrs=attrs)
+        # Ray before the study: a sweep that cannot run must not leave an empty study behind.
         owns_ray = _connect_ray(address, num_cpus=num_cpus)
         try:
             import ray
 
+            study_id = store.open_study(space.study, direction=attrs["direction"], attrs=attrs)
             cpus = float(space.resources.get("cpu", 1))
             gpus = float(space.resources.get("gpu", 0))
             slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))

@@ -116,8 +116,8 @@ def test_sweep_on_postgresql(ray_local, postgres_url) -> None:
     assert run_sweep(space("pg"), storage=postgres_url).written == 0
 
 
-def _cli(*args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+def _cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "robustness", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
 
@@ -153,7 +153,8 @@ def test_sweep_on_a_two_node_cluster_with_postgresql(ray_cluster, postgres_url, 
     """The docker-compose topology without Docker: Ray head + worker node, PostgreSQL, a driver process."""
     yaml = tmp_path / "cluster.yaml"
     yaml.write_text(TINY.format(study="cluster", restarts=4, steps=30, pack=2, more_inits=""))
-    proc = _cli("sweep", str(yaml), "--storage", postgres_url, "--address", ray_cluster, "--json")
+    proc = _cli("sweep", str(yaml), "--storage", postgres_url, "--address", ray_cluster.address, "--json",
+                env=ray_cluster.env)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     assert '"written": 8' in out and '"packs": 4' in out
@@ -163,7 +164,10 @@ def test_sweep_on_a_two_node_cluster_with_postgresql(ray_cluster, postgres_url, 
 def test_unreachable_cluster_is_a_one_line_error(tmp_path) -> None:
     yaml = tmp_path / "x.yaml"
     yaml.write_text(TINY.format(study="x", restarts=1, steps=10, pack=2, more_inits=""))
-    proc = _cli("sweep", str(yaml), "--storage", f"sqlite:///{tmp_path / 'x.db'}", "--address", "127.0.0.1:1")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    proc = _cli("sweep", str(yaml), "--storage", url, "--address", "127.0.0.1:1")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, out
     assert out.strip().splitlines()[-1].startswith("Error: cannot connect to the Ray cluster at 127.0.0.1:1")
+    with RestartStore(url) as store:
+        assert store.studies() == []  # nothing half-written: no empty study left behind
