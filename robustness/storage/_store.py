@@ -1,0 +1,220 @@
+"""RestartStore: the one object the sweep runner and the CLI talk to."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import optuna
+import sqlalchemy as sa
+import sqlalchemy.exc
+from optuna.distributions import BaseDistribution
+from optuna.study import StudyDirection
+
+from robustness.criterion import Criterion
+from robustness.outcome import RestartOutcome
+from robustness.storage import _read, _write
+from robustness.storage._config import (
+    StorageError,
+    database_errors,
+    enable_wal,
+    engine_kwargs,
+    one_line,
+    resolve_storage_url,
+    safe_url,
+)
+from robustness.storage._schema import RESTARTS, STUDIES, TRIALS, create_tables
+from robustness.table import RestartTable
+
+# Study attribute recording how trials are laid out, for readers of old databases.
+FORMAT_ATTR = "storage_format"
+STORAGE_FORMAT = 1
+# A writer that loses a race for a restart key rolls back and tries again with the
+# winner's keys filtered out; more than a few rounds means something else is wrong.
+_WRITE_ATTEMPTS = 5
+_OPEN_ATTEMPTS = 3
+
+StudyRef = int | str
+
+
+def _open_rdb(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's storage, which creates (or checks) its schema exactly as stock tools expect.
+
+    Drivers started together on a fresh database race to create that schema (and to
+    stamp its alembic version); the loser fails on a constraint and, once the winner
+    is done, finds everything in place.
+    """
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+        except sqlalchemy.exc.DBAPIError as e:
+            lost_race = isinstance(e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)) or (
+                "already exists" in str(e.orig)
+            )
+            if not lost_race or attempt == _OPEN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _drop_orphan_keys(conn: sa.Connection, study_id: int) -> None:
+    """Forget key rows whose trial is gone.
+
+    SQLite does not enforce the cascade, so after stock ``optuna.delete_study`` the
+    deleted study's key rows stay behind, and SQLite may hand its id to the next
+    new study, which would then look partly done.
+    """
+    live = sa.select(TRIALS.c.trial_id).where(TRIALS.c.study_id == study_id)
+    conn.execute(sa.delete(RESTARTS).where(RESTARTS.c.study_id == study_id, RESTARTS.c.trial_id.not_in(live)))
+
+
+class RestartStore:
+    """Restart outcomes in an Optuna RDB storage (SQLite file or PostgreSQL server).
+
+    ``RestartStore(None)`` opens ``$ROBUSTNESS_STORAGE`` or ``sqlite:///robustness.db``.
+    Methods taking ``study`` accept the id :meth:`open_study` returned or the name.
+
+    Example::
+
+        with RestartStore("sqlite:///robustness.db") as store:
+            study = store.open_study("mnist-grid", attrs={"total_restarts": 640})
+            todo = [s for s in specs if restart_key(s.params, s.restart) not in store.done_keys(study)]
+            store.write_outcomes(study, outcomes)   # one transaction, exactly once
+            table = store.read_table(study)
+    """
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = resolve_storage_url(url)
+        try:
+            self._rdb = _open_rdb(self.url)
+            self._engine: sa.Engine = self._rdb.engine
+            create_tables(self._engine)
+            enable_wal(self._engine)
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError, RuntimeError) as e:
+            raise StorageError(f"cannot open storage {safe_url(self.url)}: {one_line(e)}") from e
+
+    def close(self) -> None:
+        self._rdb.remove_session()
+        self._engine.dispose()
+
+    def __enter__(self) -> RestartStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RestartStore({safe_url(self.url)!r})"
+
+    def open_study(
+        self, name: str, *, direction: str = "maximize", attrs: Mapping[str, Any] | None = None
+    ) -> int:
+        """Create or load the Optuna study ``name``; set its user attrs; return its id.
+
+        ``attrs`` values must be JSON-able; they overwrite attrs of the same key (the
+        latest code revision and versions win on ``--resume``).
+        """
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+        wanted = StudyDirection[direction.upper()]
+        attrs = {FORMAT_ATTR: STORAGE_FORMAT, **(attrs or {})}
+        for key, value in attrs.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"study attr {key!r} is not JSON-able: {e}") from e
+        with database_errors(self.url, f"opening study {name!r}"):
+            try:
+                study_id = self._rdb.create_new_study([wanted], name)
+                with self._engine.begin() as conn:
+                    _drop_orphan_keys(conn, study_id)
+            except optuna.exceptions.DuplicatedStudyError:
+                study_id = self._rdb.get_study_id_from_name(name)
+                have = self._rdb.get_study_directions(study_id)
+                if have != [wanted]:
+                    shown = ", ".join(d.name.lower() for d in have)
+                    raise StorageError(f"study {name!r} exists with direction {shown}, not {direction}") from None
+            for key, value in attrs.items():
+                self._rdb.set_study_user_attr(study_id, key, value)
+        return study_id
+
+    def study_attrs(self, study: StudyRef) -> dict[str, Any]:
+        """The study's user attributes (search-space text, versions, revision, ...)."""
+        study_id = self._study_id(study)
+        with database_errors(self.url, "reading study attrs"):
+            return self._rdb.get_study_user_attrs(study_id)
+
+    def done_keys(self, study: StudyRef) -> set[str]:
+        """Restart keys already recorded in ``study`` (see :func:`restart_key`)."""
+        study_id = self._study_id(study)
+        with database_errors(self.url, "reading recorded restarts"), self._engine.connect() as conn:
+            return _read.done_keys(conn, study_id)
+
+    def write_outcomes(
+        self,
+        study: StudyRef,
+        outcomes: Sequence[RestartOutcome],
+        *,
+        distributions: Mapping[str, BaseDistribution] | None = None,
+    ) -> int:
+        """Record a finished pack in one transaction; returns how many restarts were new.
+
+        Restarts whose key is already recorded are skipped, so retrying a pack or
+        rerunning a sweep adds nothing. Records are validated first (``ValueError``:
+        unstorable param values, ``seed`` used as an axis, curve steps not
+        increasing, a value outside ``distributions``); nothing is written then.
+        Without ``distributions`` each axis gets a categorical over the values seen
+        (extending the study's existing one) and ``seed`` an ``IntDistribution(0, 2**31-1)``.
+        """
+        batch = _write.prepare(outcomes)
+        if not batch:
+            return 0
+        study_id = self._study_id(study)
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                with database_errors(self.url, "writing restarts"), self._engine.begin() as conn:
+                    return _write.write_batch(conn, study_id, batch, distributions)
+            except StorageError as e:
+                # Another writer recorded one of our keys between our check and our
+                # insert (possible only for writers that skip the study lock). The
+                # transaction rolled back; the next round filters those keys out.
+                if not isinstance(e.__cause__, sqlalchemy.exc.IntegrityError):
+                    raise
+            except LookupError:
+                raise StorageError(f"study {study!r} was deleted from {safe_url(self.url)}") from None
+        raise StorageError(f"writing restarts to {safe_url(self.url)} kept conflicting with another writer")
+
+    def read_table(self, study: StudyRef, *, criterion: Criterion | None = None) -> RestartTable:
+        """The study's restarts as columns, straight from SQL (no Optuna trial objects).
+
+        ``criterion`` re-judges ``success`` from the stored final metrics.
+        """
+        study_id = self._study_id(study)
+        try:
+            with database_errors(self.url, "reading restarts"), self._engine.connect() as conn:
+                return _read.read_table(conn, study_id, criterion=criterion)
+        except KeyError as e:
+            raise StorageError(f"study {study!r}: {e.args[0]}") from None
+
+    def iter_outcomes(self, study: StudyRef) -> Iterator[RestartOutcome]:
+        """Every recorded restart as a full :class:`RestartOutcome`, curves included, in write order."""
+        study_id = self._study_id(study)
+        with database_errors(self.url, "reading restarts"):
+            yield from _read.iter_outcomes(self._engine, study_id)
+
+    def studies(self) -> list[_read.StudySummary]:
+        """Every study in the storage with its restart, success and divergence counts."""
+        with database_errors(self.url, "listing studies"), self._engine.connect() as conn:
+            return _read.studies(conn)
+
+    def _study_id(self, study: StudyRef) -> int:
+        column = STUDIES.c.study_id if isinstance(study, int) else STUDIES.c.study_name
+        with database_errors(self.url, "finding the study"), self._engine.connect() as conn:
+            found = conn.execute(sa.select(STUDIES.c.study_id).where(column == study)).scalar_one_or_none()
+            if found is not None:
+                return int(found)
+            names = list(conn.execute(sa.select(STUDIES.c.study_name).order_by(STUDIES.c.study_id).limit(6)).scalars())
+        have = f"it has {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}" if names else "it has no studies"
+        raise StorageError(f"no study {study!r} in {safe_url(self.url)} ({have})")
