@@ -1,0 +1,436 @@
+"""The search-space YAML schema: pydantic models for each section and the checks behind them.
+
+:class:`~robustness.search_space.SearchSpace` is built from the ``_SpaceModel``
+validated here; grid expansion and file loading live in :mod:`robustness.search_space`.
+
+Each field's type is a strict check (``_number``, ``_integer``, ``_choice``, ...):
+"3" is not an integer and true is not a number. A failed check, and any other
+pydantic error, becomes one line via :func:`_describe`: the key path, what was
+expected and what was given, e.g. ``grid.noise[1].eta[0]: expected a number > 0, got -1``.
+The keys are documented in ``search_spaces/README.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, Optional, get_args, get_origin
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, model_validator
+from pydantic_core import PydanticCustomError
+
+from robustness.criterion import OPERATORS
+from robustness.noise import SCHEDULES
+
+__all__ = [
+    "GRID_KEYS", "GridConfig", "NoiseBlock", "OptimizerConfig", "TaskConfig", "known_inits", "known_optimizers",
+    "known_tasks",
+]
+
+# Fallbacks until robustness.tasks / robustness.pack / robustness.models exist; the
+# known_* functions prefer the real registries so new entries need no change here.
+TASKS: frozenset[str] = frozenset({"deep_mlp"})
+OPTIMIZERS: frozenset[str] = frozenset({"sgd", "adam"})
+INIT_SCHEMES: frozenset[str] = frozenset({"simple", "zero", "he", "random_walk"})
+DATASETS = ("digits", "mnist")
+GRID_KEYS = ("lr", "clip", "init", "schedule", "eta", "gamma")  # every cell has all six
+# Which optional optimizer keys apply to which optimizer; defaults are PyTorch's.
+_OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"momentum": 0.0},
+    "adam": {"betas": (0.9, 0.999), "eps": 1e-8},
+}
+
+
+def _registry(module: str, attr: str, fallback: Iterable[str]) -> list[str]:
+    try:
+        names = getattr(importlib.import_module(module), attr, None)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:  # the module exists but is broken: don't hide that
+            raise
+        names = None
+    return sorted(fallback if names is None else names)
+
+
+def known_tasks() -> list[str]:
+    return _registry("robustness.tasks", "TASKS", TASKS)
+
+
+def known_optimizers() -> list[str]:
+    return _registry("robustness.pack", "OPTIMIZERS", OPTIMIZERS)
+
+
+def known_inits() -> list[str]:
+    return _registry("robustness.models", "INIT_SCHEMES", INIT_SCHEMES)
+
+
+def _unique(values: Iterable[Any]) -> list[Any]:
+    """Distinct values in first-seen order (0.1 listed twice is one grid value)."""
+    return list(dict.fromkeys(values))
+
+
+# --- scalar checks ---------------------------------------------------------------
+# Each check returns the cleaned value or raises _Bad; _plain turns that into a
+# pydantic error whose context carries our one-line message and any sub-path.
+
+
+class _Bad(Exception):
+    def __init__(self, expect: str, value: Any, at: tuple[Any, ...] = ()) -> None:
+        super().__init__(f"expected {expect}, got {_show(value)}")
+        self.expect, self.value, self.at = expect, value, at
+
+
+def _error(message: str, at: tuple[Any, ...] = ()) -> PydanticCustomError:
+    return PydanticCustomError("search_space", "{message}", {"message": message, "at": at})
+
+
+def _plain(check: Callable[[Any], Any]) -> PlainValidator:
+    def run(value: Any) -> Any:
+        try:
+            return check(value)
+        except _Bad as bad:
+            raise _error(str(bad), bad.at) from None
+
+    return PlainValidator(run)
+
+
+def _show(value: Any) -> str:
+    """A short, one-line, YAML-flavoured rendering of a user value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, Mapping):
+        return "a mapping" + (f" with keys {', '.join(map(str, value))}" if value else " {}")
+    if isinstance(value, list):
+        text = "[" + ", ".join(_show(v) for v in value) + "]"
+    else:
+        text = repr(value) if isinstance(value, str) else str(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(*, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+            keep_int: bool = False) -> Callable[[Any], float]:
+    bounds = [f"{sym} {b:g}" for sym, b in ((">", gt), (">=", ge), ("<", lt)) if b is not None]
+    expect = "a number" + (" " + " and ".join(bounds) if bounds else "")
+
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Bad(expect, value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise _Bad(expect, value) from None
+        if (not math.isfinite(number) or (gt is not None and not number > gt)
+                or (ge is not None and not number >= ge) or (lt is not None and not number < lt)):
+            raise _Bad(expect, value)
+        return value if keep_int and isinstance(value, int) else number
+
+    return check
+
+
+def _integer(*, ge: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        # Strict: 2000.0, "2000" and true are all rejected, not silently cast.
+        if isinstance(value, bool) or not isinstance(value, int) or value < ge:
+            raise _Bad(f"an integer >= {ge}", value)
+        return value
+
+    return check
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad("true or false", value)
+    return value
+
+
+def _choice(what: str, names: Callable[[], Iterable[str]]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        known = sorted(names())
+        if not isinstance(value, str) or value not in known:
+            raise _Bad(f"{what} (one of: {', '.join(known)})", value)
+        return value
+
+    return check
+
+
+def _pattern(what: str, regex: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(regex, value):
+            raise _Bad(what, value)
+        return value
+
+    return check
+
+
+def _or(check: Callable[[Any], Any], *, none: tuple[Any, ...] = (None,), expect: str = "") -> Callable[[Any], Any]:
+    """``check``, except that the values in ``none`` (e.g. null, "none", "auto") mean None."""
+
+    def either(value: Any) -> Any:
+        if value in none:
+            return None
+        try:
+            return check(value)
+        except _Bad as bad:
+            raise _Bad(expect, value) if expect else bad from None
+
+    return either
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (Mapping, list)):
+        raise _Bad("a scalar (number, string, boolean or null)", value)
+    return value
+
+
+def _list_of(item: Callable[[Any], Any], what: str) -> Callable[[Any], list[Any]]:
+    """A non-empty list of ``item``s; a single value counts as a one-element list."""
+
+    def check(value: Any) -> list[Any]:
+        if isinstance(value, Mapping) or value == []:
+            raise _Bad(f"a non-empty list of {what}", value)
+        if not isinstance(value, list):
+            return [item(value)]  # errors name the key itself, not a [0] the user never wrote
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(item(v))
+            except _Bad as bad:
+                raise _Bad(bad.expect, bad.value, at=(i, *bad.at)) from None
+        return out
+
+    return check
+
+
+def _betas(value: Any) -> tuple[float, float]:
+    expect = "a list of two numbers >= 0 and < 1"
+    if not isinstance(value, (list, tuple)) or len(value) != 2:  # tuple: the adam default
+        raise _Bad(expect, value)
+    return tuple(_or(_number(ge=0, lt=1), none=(), expect=expect)(v) for v in value)  # type: ignore[return-value]
+
+
+# Checked types. PlainValidator replaces pydantic's own coercion, so "3" is not an
+# int and true is not a number; the inner type is for readers and type checkers.
+Flag = Annotated[bool, _plain(_flag)]
+PosInt = Annotated[int, _plain(_integer(ge=1)), Field(description="an integer >= 1")]
+NonNegInt = Annotated[int, _plain(_integer(ge=0)), Field(description="an integer >= 0")]
+Cap = Annotated[Optional[int], _plain(_or(_integer(ge=1))), Field(description="an integer >= 1")]
+StudyName = Annotated[str, _plain(_pattern("a name made of letters, digits, '_', '.' and '-'",
+                                           r"[A-Za-z0-9_.-]{1,128}"))]
+TaskName = Annotated[str, _plain(_choice("a known task", known_tasks))]
+DatasetName = Annotated[str, _plain(_choice("a known data set", lambda: DATASETS))]
+DataDir = Annotated[Optional[str], _plain(_or(_pattern("a path", r"(?s).+")))]
+OptimizerName = Annotated[str, _plain(_choice("a known optimizer", known_optimizers))]
+Momentum = Annotated[Optional[float], _plain(_number(ge=0, lt=1))]
+Betas = Annotated[Optional[tuple[float, float]], _plain(_betas)]
+PosFloat = Annotated[Optional[float], _plain(_number(gt=0))]
+ScheduleName = Annotated[str, _plain(_choice("a registered noise schedule", lambda: SCHEDULES))]
+LrList = Annotated[list[float], _plain(_list_of(_number(gt=0), "numbers > 0"))]
+ClipItem = _or(_number(gt=0), none=(None, "none", "None", "NONE"), expect="a number > 0 or none")
+ClipList = Annotated[list[Optional[float]], _plain(_list_of(ClipItem, "numbers > 0 or none"))]
+InitList = Annotated[list[str], _plain(_list_of(_choice("a known init scheme", known_inits), "init names"))]
+# eta is the paper's noise *variance*, so it must be > 0; gamma may be 0 (constant).
+EtaList = Annotated[Optional[list[float]], _plain(_list_of(_number(gt=0), "numbers > 0"))]
+GammaList = Annotated[Optional[list[float]], _plain(_list_of(_number(ge=0), "numbers >= 0"))]
+MetricName = Annotated[str, _plain(_pattern("a metric name", r"[A-Za-z_][A-Za-z0-9_]*"))]
+OpName = Annotated[str, _plain(_choice("a comparison", lambda: OPERATORS))]
+Threshold = Annotated[float, _plain(_number())]
+CpuCount = Annotated[float, _plain(_number(gt=0, keep_int=True))]
+GpuCount = Annotated[float, _plain(_number(ge=0, keep_int=True))]
+PackSize = Annotated[Optional[int], _plain(_or(_integer(ge=1), none=(None, "auto"), expect="an integer >= 1 or 'auto'"))]
+
+
+def _noise_list(value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        raise _error(f"expected a non-empty list of noise blocks (mappings with a 'schedule' key), "
+                     f"got {_show(value)}")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskConfig(_Model):
+    """What every restart trains. ``steps`` counts parameter updates."""
+
+    name: TaskName = Field(description="a known task, e.g. deep_mlp")
+    dataset: DatasetName = "digits"
+    data_dir: DataDir = None
+    download: Flag = False
+    depth: PosInt = Field(20, description="the number of hidden layers, an integer >= 1")
+    width: PosInt = 50
+    steps: PosInt = Field(description="the number of updates, an integer >= 1")
+    batch_size: PosInt = 128
+    eval_every: PosInt = 100
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskConfig:
+        for key in ("data_dir", "download"):
+            if key in self.model_fields_set and self.dataset != "mnist":
+                raise _error(f"expected no {key} for dataset {self.dataset!r} (only mnist reads files), "
+                             f"got {_show(getattr(self, key))}", (key,))
+        if self.eval_every > self.steps:  # a learning curve needs at least one point
+            default = "" if "eval_every" in self.model_fields_set else " (the default)"
+            raise _error(f"expected an integer <= task.steps ({self.steps}), got {self.eval_every}{default}",
+                         ("eval_every",))
+        return self
+
+
+class OptimizerConfig(_Model):
+    """The base optimizer; keys that don't apply to ``name`` are None."""
+
+    name: OptimizerName = "sgd"
+    momentum: Momentum = None
+    betas: Betas = None
+    eps: PosFloat = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _applicable(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("name", "sgd") not in _OPTIMIZER_DEFAULTS:
+            return data  # not a mapping, or an unknown name: the field checks report it
+        name = data.get("name", "sgd")
+        allowed = _OPTIMIZER_DEFAULTS[name]
+        for key in ("momentum", "betas", "eps"):
+            if key in data and key not in allowed:
+                raise _error(f"not an option of {name}; expected only: name, {', '.join(allowed)}", (key,))
+        return {**allowed, **data}
+
+
+class NoiseBlock(BaseModel):
+    """One noise setting family: a schedule plus list-valued parameters.
+
+    ``eta`` and ``gamma`` are checked here; any other key is passed, as a list of
+    values, to a user-registered schedule's constructor.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    schedule: ScheduleName = Field(description="a registered noise schedule, e.g. none or annealed")
+    eta: EtaList = None
+    gamma: GammaList = None
+
+    @model_validator(mode="after")
+    def _keys_fit_schedule(self) -> NoiseBlock:
+        given = [k for k in ("eta", "gamma") if k in self.model_fields_set] + list(self.model_extra or {})
+        for key, value in (self.model_extra or {}).items():
+            if key in GRID_KEYS:
+                raise _error(f"expected a schedule parameter, got the grid coordinate {key!r}", (key,))
+            try:
+                _list_of(_scalar, "scalars")(value)
+            except _Bad as bad:
+                raise _error(str(bad), (key, *bad.at)) from None
+        cls = SCHEDULES[self.schedule]
+        if not dataclasses.is_dataclass(cls):
+            return self  # no declared fields to check against; the constructor decides
+        fields = [f for f in dataclasses.fields(cls) if f.init]
+        names = [f.name for f in fields]
+        for key in given:
+            if key not in names:
+                expected = f"only: schedule, {', '.join(names)}" if names else "no parameters"
+                raise _error(f"unknown key for schedule {self.schedule!r}; expected {expected}", (key,))
+        for f in fields:
+            if f.name not in given and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                what = "a non-empty list of numbers > 0" if f.name == "eta" else "a value or a list of values"
+                raise _error(f"missing required key for schedule {self.schedule!r}; expected {what}", (f.name,))
+        return self
+
+    def axes(self) -> dict[str, list[Any]]:
+        """The block's list-valued parameters, deduplicated, in file order."""
+        out = {k: _unique(getattr(self, k)) for k in ("eta", "gamma") if getattr(self, k) is not None}
+        out.update({k: _unique(_list_of(_scalar, "scalars")(v)) for k, v in (self.model_extra or {}).items()})
+        return out
+
+
+class GridConfig(_Model):
+    lr: LrList = Field(description="a non-empty list of numbers > 0")
+    clip: ClipList = Field(default_factory=lambda: [None])
+    init: InitList = Field(default_factory=lambda: ["he"])
+    noise: Annotated[list[NoiseBlock], BeforeValidator(_noise_list)] = Field(
+        description="a non-empty list of noise blocks, e.g. [{schedule: none}]")
+
+
+class _SuccessConfig(_Model):
+    metric: MetricName = Field(description="a metric name, e.g. test_accuracy")
+    op: OpName = Field(description="a comparison (one of: <, <=, >, >=)")
+    threshold: Threshold = Field(description="a number")
+
+
+class _ResourcesConfig(_Model):
+    cpu: CpuCount = 1
+    gpu: GpuCount = 0
+
+
+class _SpaceModel(_Model):
+    study: StudyName = Field(description="a study name")
+    task: TaskConfig = Field(description="a mapping with at least name and steps")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    grid: GridConfig = Field(description="a mapping with at least lr and noise")
+    restarts: PosInt = Field(description="the number of restarts per cell, an integer >= 1")
+    base_seed: NonNegInt = 0
+    success: _SuccessConfig = Field(description="a mapping with metric, op and threshold")
+    pack_size: PackSize = None
+    resources: _ResourcesConfig = Field(default_factory=_ResourcesConfig)
+    max_cells: Cap = None
+    max_restarts: Cap = None
+
+
+# --- pydantic errors as one-line messages ---------------------------------------
+
+
+def _path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(loc: Iterable[Any]) -> type[BaseModel] | None:
+    """The schema model that validates the mapping at ``loc`` (list indices skipped)."""
+    model: type[BaseModel] | None = _SpaceModel
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model is not None else None
+        model = None if field is None else _submodel(field.annotation)
+    return model
+
+
+def _submodel(tp: Any) -> type[BaseModel] | None:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    for arg in get_args(tp) if get_origin(tp) is not None else ():
+        if (found := _submodel(arg)) is not None:
+            return found
+    return None
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    """One pydantic error as ``key.path: what was expected, got what``."""
+    ctx = err.get("ctx") or {}
+    loc = (*err["loc"], *ctx.get("at", ()))
+    kind = err["type"]
+    if kind == "search_space":
+        text = ctx["message"]
+    elif kind == "missing":
+        parent = _model_at(loc[:-1])
+        field = parent.model_fields.get(loc[-1]) if parent is not None else None
+        text = "missing required key" + (f"; expected {field.description}" if field and field.description else "")
+    elif kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = list(parent.model_fields) if parent is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        text = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+        text += f"; expected one of: {', '.join(allowed)}"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        text = f"expected a mapping, got {_show(err.get('input'))}"
+    else:
+        text = f"{err['msg']}, got {_show(err.get('input'))}"
+    path = _path(loc)
+    return f"{path}: {text}" if path else text
