@@ -26,6 +26,7 @@ One update, in the order of the paper (and of ``GradientNoise.step``)::
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -155,7 +156,7 @@ class PackTrainer:
         }
         # Restarts share schedules (they come from a grid): compute sigma_t once per distinct schedule.
         self._schedules = list(dict.fromkeys(s.schedule for s in self.specs))
-        self._schedule_of = torch.tensor([self._schedules.index(s.schedule) for s in self.specs], device=self.device)
+        self._schedule_of = [self._schedules.index(s.schedule) for s in self.specs]
         self.lr = torch.tensor([s.lr for s in self.specs], device=self.device)
         self.clip = torch.tensor([s.clip_norm or float("inf") for s in self.specs], device=self.device)
         self.optimizer = make_pack_optimizer(config, self.theta)
@@ -167,11 +168,11 @@ class PackTrainer:
         self.curve: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, train loss, metric)
         self.final: dict[str, torch.Tensor] = {}
         self.elapsed = 0.0
-        # zeros: rows of noiseless restarts are never drawn into, and 0 * garbage may be NaN
-        self._noise = torch.zeros_like(self.theta) if self.noise_gens else None
         threads = torch.get_num_threads() if self.device.type == "cpu" else 1
         # torch.randn releases the GIL, so CPU draws for different restarts run in parallel.
         self._pool = ThreadPoolExecutor(threads) if threads > 1 and len(self.noise_gens) > 1 else None
+        self._noisy = sorted(self.noise_gens)
+        self._noise_work = [self._noisy[i::threads] for i in range(threads)] if self._pool else [self._noisy]
 
     # -- one update ------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,19 +184,26 @@ class PackTrainer:
         torch.index_select(self.train_x, 0, idx, out=self._xbuf)
         return self._xbuf.view(R, B, d), self.train_y[idx].view(R, B)
 
-    def _draw_noise(self) -> None:
-        assert self._noise is not None
-        noisy = list(self.noise_gens)
+    def _add_noise(self, g: torch.Tensor) -> None:
+        """g[r] += sigma_t(r) * z_r, z_r ~ N(0, I) drawn from restart r's own generator.
 
-        def fill(rs: Sequence[int]) -> None:
-            for r in rs:
-                torch.randn(self._noise.shape[1], generator=self.noise_gens[r], out=self._noise[r])
+        Each restart's draw lands in a small per-thread buffer and is added at
+        once, while it is still in cache: no (R, P) noise tensor, no extra pass.
+        The arithmetic is GradientNoise.step's: ``g.add_(z, alpha=sigma_t)``.
+        """
+        stds = [math.sqrt(s.variance(self.step)) for s in self._schedules]
+        P = g.shape[1]
+
+        def work(rows: Sequence[int]) -> None:
+            z = torch.empty(P, device=g.device, dtype=g.dtype)
+            for r in rows:
+                torch.randn(P, generator=self.noise_gens[r], out=z)
+                g[r].add_(z, alpha=stds[self._schedule_of[r]])
 
         if self._pool is None:
-            fill(noisy)
+            work(self._noisy)
         else:
-            k = self._pool._max_workers  # type: ignore[attr-defined]
-            list(self._pool.map(fill, [noisy[i::k] for i in range(k)]))
+            list(self._pool.map(work, self._noise_work))
 
     def _update(self) -> None:
         x, y = self._batch()
@@ -216,11 +224,8 @@ class PackTrainer:
             # first is free and saves a pass; on a GPU it would be a sync point.
             if self.device.type != "cpu" or not bool(self.active.all()):
                 g.masked_fill_(~self.active.unsqueeze(1), 0.0)
-            if self._noise is not None:
-                var = torch.tensor([s.variance(self.step) for s in self._schedules], device=self.device)
-                self._draw_noise()
-                std = var.sqrt()[self._schedule_of].unsqueeze(1)
-                g.addcmul_(self._noise, std)
+            if self.noise_gens:
+                self._add_noise(g)
             self.optimizer.step(g, self.lr * self.active)
             self._loss_sum += torch.where(self.active, loss.detach(), 0.0)
             self._loss_n += 1

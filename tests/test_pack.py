@@ -52,7 +52,9 @@ def _assert_same(a, b, *, rtol: float = 2e-4) -> None:
 @pytest.mark.parametrize(
     "config,lr",
     [
-        (TrainConfig(steps=40, batch_size=32, eval_every=10, optimizer="sgd", momentum=0.9), 0.02),
+        # lr small enough that momentum + noise don't make the runs explode: an exploding run
+        # amplifies float rounding (summation order) past any tolerance, and says nothing.
+        (TrainConfig(steps=40, batch_size=32, eval_every=10, optimizer="sgd", momentum=0.9), 0.005),
         (TrainConfig(steps=40, batch_size=32, eval_every=10, optimizer="adam"), 0.003),
     ],
     ids=["sgd-momentum", "adam"],
