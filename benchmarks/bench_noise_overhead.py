@@ -7,7 +7,8 @@ in one process, in interleaved rounds: the loop of ``train_single``
 each with and without noise. Overhead = noisy step / clean step - 1, the median
 of the per-round ratios (noisy and clean run back to back in each round).
 
-Breakdown: the noise draws alone are timed too (the pack's own ``_draw_noise``;
+Breakdown: the noise draws alone are timed too (the pack's own ``_add_noise``,
+which draws each restart's Gaussians and adds them into its gradient row;
 for the loop, the one flat ``torch.randn`` that ``GradientNoise.step`` draws), so
 the overhead splits into drawing Gaussians and the rest (scaling, adding,
 the schedule). A large GEMM timed in the same run turns the draw cost into a
@@ -73,9 +74,11 @@ def build(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         for _ in range(k):
             torch.randn(P, generator=gen, device=device)  # what GradientNoise.step draws per update
 
+    scratch = torch.zeros_like(packs["noisy"].theta)
+
     def pack_draw(k: int) -> None:
         for _ in range(k):
-            packs["noisy"]._draw_noise()
+            packs["noisy"]._add_noise(scratch)  # the pack's draws, each added at once into its row
 
     variants = {
         "gemm": C.gemm_variant(device),
