@@ -264,7 +264,9 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
         tuner = tune.Tuner(
             trainable,
             param_space={"pack": tune.grid_search(list(range(len(plan.packs))))},
-            tune_config=tune.TuneConfig(reuse_actors=False),
+            # Reusing the worker process across packs saves its start-up (Python, torch, the data set)
+            # on every pack after the first.
+            tune_config=tune.TuneConfig(reuse_actors=True),
             run_config=tune.RunConfig(
                 name=f"{space.study}-{int(time.time())}",
                 storage_path=experiment_dir or str(Path(tempfile.gettempdir()) / "robustness-ray"),
