@@ -300,7 +300,7 @@ def _parse_arm(text: str) -> dict[str, Any]:
     return arm
 
 
-_COMPARISON_COLUMNS = ["noise", "baseline", "noise_k/n", "base_k/n", "test", "p_value", "p_adjusted", "risk_diff", "rd_ci", "risk_ratio"]
+_COMPARISON_COLUMNS = ["cell", "noise", "noise_k/n", "base_k/n", "test", "p_value", "p_adjusted", "risk_diff", "rd_ci", "risk_ratio"]
 
 
 def _comparison_rows(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -310,8 +310,13 @@ def _comparison_rows(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def ci(lo: Any, hi: Any) -> str:
         return "[" + ", ".join("-" if x is None else f"{x:.3g}" for x in (lo, hi)) + "]"
 
+    def noise_only(c: dict[str, Any]) -> dict[str, Any]:
+        # The arm's own coordinates: what differs from the baseline of its cell.
+        group = c.get("group") or {}
+        return {k: v for k, v in c["noise"].items() if k not in group}
+
     return [{
-        "noise": arm(c["noise"]), "baseline": arm(c.get("group") or c["baseline"]),
+        "cell": arm(c.get("group") or {}), "noise": arm(noise_only(c)),
         "noise_k/n": f"{c['noise_successes']}/{c['noise_n']}", "base_k/n": f"{c['baseline_successes']}/{c['baseline_n']}",
         "test": c["test"], "p_value": c["p_value"], "p_adjusted": c["p_adjusted"],
         "risk_diff": c["risk_difference"], "rd_ci": ci(c["rd_low"], c["rd_high"]), "risk_ratio": c["risk_ratio"],
