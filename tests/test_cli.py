@@ -131,3 +131,45 @@ def test_power_both_directions() -> None:
 def test_bad_storage_url_is_one_line() -> None:
     code, _, err = run("status", "--storage", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert code == 2 and err.startswith("Error: ") and err.count("\n") == 1
+
+
+VALID = """study: s
+task: {name: deep_mlp, steps: 10, eval_every: 5}
+optimizer: {name: sgd}
+grid:
+  lr: [0.1]
+  noise: [{schedule: none}, {schedule: annealed, eta: [0.3], gamma: [0.55]}]
+restarts: 2
+success: {metric: test_accuracy, op: '>=', threshold: 0.9}
+"""
+INVALID = {
+    "unknown key": (VALID + "colour: red\n", "colour"),
+    "wrong type": (VALID.replace("restarts: 2", "restarts: two"), "restarts"),
+    "eta <= 0": (VALID.replace("eta: [0.3]", "eta: [0]"), "eta"),
+    "gamma < 0": (VALID.replace("gamma: [0.55]", "gamma: [-1]"), "gamma"),
+    "lr <= 0": (VALID.replace("lr: [0.1]", "lr: [-0.1]"), "grid.lr"),
+    "restarts < 1": (VALID.replace("restarts: 2", "restarts: 0"), "restarts"),
+    "empty axis": (VALID.replace("lr: [0.1]", "lr: []"), "grid.lr"),
+    "unknown task": (VALID.replace("name: deep_mlp", "name: gpu_multiply"), "task.name"),
+    "unknown schedule": (VALID.replace("schedule: annealed", "schedule: cosine"), "schedule"),
+    "unknown optimizer": (VALID.replace("name: sgd", "name: lbfgs"), "optimizer.name"),
+    "grid above the cap": (VALID + "max_cells: 1\n", "cells"),
+    "malformed YAML": ("study: [\n", "malformed YAML"),
+    "not a mapping": ("- a\n- b\n", "expected a mapping"),
+    "empty file": ("", "empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_sweep_refuses_every_invalid_file_and_writes_nothing(case: str, tmp_path: Path) -> None:
+    text, where = INVALID[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    db = tmp_path / "never.db"
+    code, out, err = run("sweep", str(path), "--storage", f"sqlite:///{db}")
+    assert code == 2 and out == "", case
+    assert err.startswith("Error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert where in err, err
+    assert not db.exists()  # nothing written, not even an empty database
+    code, _, err2 = run("validate", str(path))
+    assert code == 2 and err2 == err
