@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from robustness._format import render, text_table
+from robustness._format import COMPARISON_COLUMNS, comparison_rows, comparison_text, flatten_cells, render, text_table
 
 _EPILOG_HINT = "Run 'robustness COMMAND --help' for a command's options and an example."
 
@@ -232,17 +232,8 @@ def _print_cells(storage: str | None, study: str, *, by: tuple[str, ...] | None,
     with RestartStore(storage) as store:
         table = store.read_table(study, criterion=criterion)
     cells = [c.to_dict() for c in cell_stats(table, by=by, criterion=criterion)]
-    rows, axes = _flatten_cells(cells)
+    rows, axes = flatten_cells(cells)
     click.echo(text_table(rows, [*axes, "n", "successes", "rate", "ci_low", "ci_high", "diverged"]))
-
-
-def _flatten_cells(cells: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    axes: list[str] = []
-    for c in cells:
-        axes += [k for k in c["params"] if k not in axes]
-    # Only the axes that vary are worth a column.
-    varying = [a for a in axes if len({json.dumps(c["params"].get(a), default=str) for c in cells}) > 1] or axes
-    return [{**{a: c["params"].get(a) for a in varying}, **{k: v for k, v in c.items() if k != "params"}} for c in cells], varying
 
 
 @main.command(epilog="""Examples:
@@ -280,11 +271,11 @@ def stats(study: str, storage: str | None, metric: str | None, op: str | None, t
     if format_ == "json":
         click.echo(json.dumps({"study": study, "restarts": len(table), "cells": cells, "comparisons": comparisons}, indent=2))
         return
-    rows, axes = _flatten_cells(cells)
+    rows, axes = flatten_cells(cells)
     click.echo(render(rows, [*axes, "n", "successes", "rate", "ci_low", "ci_high", "diverged"], format=format_))
     if format_ == "table" and comparisons:
         click.echo("")
-        click.echo(_comparison_text(comparisons))
+        click.echo(comparison_text(comparisons))
 
 
 def _parse_arm(text: str) -> dict[str, Any]:
@@ -298,33 +289,6 @@ def _parse_arm(text: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             arm[k] = v
     return arm
-
-
-_COMPARISON_COLUMNS = ["cell", "noise", "noise_k/n", "base_k/n", "test", "p_value", "p_adjusted", "risk_diff", "rd_ci", "risk_ratio"]
-
-
-def _comparison_rows(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    def arm(params: dict[str, Any]) -> str:
-        return ",".join(f"{k}={v}" for k, v in params.items() if v is not None)
-
-    def ci(lo: Any, hi: Any) -> str:
-        return "[" + ", ".join("-" if x is None else f"{x:.3g}" for x in (lo, hi)) + "]"
-
-    def noise_only(c: dict[str, Any]) -> dict[str, Any]:
-        # The arm's own coordinates: what differs from the baseline of its cell.
-        group = c.get("group") or {}
-        return {k: v for k, v in c["noise"].items() if k not in group}
-
-    return [{
-        "cell": arm(c.get("group") or {}), "noise": arm(noise_only(c)),
-        "noise_k/n": f"{c['noise_successes']}/{c['noise_n']}", "base_k/n": f"{c['baseline_successes']}/{c['baseline_n']}",
-        "test": c["test"], "p_value": c["p_value"], "p_adjusted": c["p_adjusted"],
-        "risk_diff": c["risk_difference"], "rd_ci": ci(c["rd_low"], c["rd_high"]), "risk_ratio": c["risk_ratio"],
-    } for c in comparisons]
-
-
-def _comparison_text(comparisons: list[dict[str, Any]]) -> str:
-    return text_table(_comparison_rows(comparisons), _COMPARISON_COLUMNS)
 
 
 @main.command(epilog="""Examples:
@@ -360,7 +324,7 @@ def compare(study: str, storage: str | None, baseline: str, match: str | None, u
         click.echo(json.dumps({"study": study, "comparisons": dicts, "unmatched": [dict(u) for u in getattr(comps, "unmatched", [])]},
                               indent=2, default=str))
         return
-    click.echo(render(_comparison_rows(dicts), _COMPARISON_COLUMNS, format=format_))
+    click.echo(render(comparison_rows(dicts), COMPARISON_COLUMNS, format=format_))
 
 
 @main.command(epilog="""Examples:
