@@ -7,10 +7,11 @@ unreachable server) become one line on stderr and exit code 2, never a traceback
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -20,12 +21,16 @@ from robustness._format import COMPARISON_COLUMNS, comparison_rows, comparison_t
 _EPILOG_HINT = "Run 'robustness COMMAND --help' for a command's options and an example."
 
 
+class OptionError(ValueError):
+    """An option the library rejected (an unknown axis, say)."""
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from robustness.data import DataError
     from robustness.search_space import SearchSpaceError
     from robustness.storage import StorageError
 
-    errors: list[type[BaseException]] = [DataError, SearchSpaceError, StorageError]
+    errors: list[type[BaseException]] = [DataError, SearchSpaceError, StorageError, OptionError]
     try:
         from robustness.report import ReportError
 
@@ -258,6 +263,8 @@ def stats(study: str, storage: str | None, metric: str | None, op: str | None, t
 
     Success is the study's stored criterion unless --metric/--op/--threshold re-judge it
     from the stored final metrics. Diverged restarts always count as failures.
+    --format table prints the comparisons after the cells; json holds both ("cells",
+    "comparisons"); csv holds the cells only (use 'robustness compare --format csv').
     """
     from robustness.stats import cell_stats, compare_arms
     from robustness.storage import RestartStore
@@ -265,9 +272,12 @@ def stats(study: str, storage: str | None, metric: str | None, op: str | None, t
     crit = _criterion(metric, op, threshold)
     with RestartStore(storage) as store:
         table = store.read_table(study, criterion=crit)
-    cells = [c.to_dict() for c in cell_stats(table, by=_axes(by), criterion=crit, method=method, confidence=confidence)]
-    comps = compare_arms(table, baseline=_parse_arm(baseline), criterion=crit, confidence=confidence) if len(table) else []
-    comparisons = [c.to_dict() for c in comps]
+    arm = _parse_arm(baseline)
+    with _as_usage_errors():
+        cells = [c.to_dict() for c in cell_stats(table, by=_axes(by), criterion=crit, method=method, confidence=confidence)]
+        # A study without the baseline's axes (no noise axis, say) has cell rates but nothing to compare.
+        comparable = len(table) and all(k in table.params for k in arm)
+        comparisons = [c.to_dict() for c in compare_arms(table, baseline=arm, criterion=crit, confidence=confidence)] if comparable else []
     if format_ == "json":
         click.echo(json.dumps({"study": study, "restarts": len(table), "cells": cells, "comparisons": comparisons}, indent=2))
         return
@@ -276,6 +286,17 @@ def stats(study: str, storage: str | None, metric: str | None, op: str | None, t
     if format_ == "table" and comparisons:
         click.echo("")
         click.echo(comparison_text(comparisons))
+
+
+@contextlib.contextmanager
+def _as_usage_errors() -> Iterator[None]:
+    """The statistics reject unknown axes and impossible pairings with KeyError/ValueError:
+    those come from the user's options, so they are usage errors (one line, exit 2)."""
+    try:
+        yield
+    except (KeyError, ValueError) as e:
+        message = e.args[0] if e.args else type(e).__name__
+        raise OptionError(str(message).splitlines()[0]) from None
 
 
 def _parse_arm(text: str) -> dict[str, Any]:
@@ -317,8 +338,9 @@ def compare(study: str, storage: str | None, baseline: str, match: str | None, u
     crit = _criterion(metric, op, threshold)
     with RestartStore(storage) as store:
         table = store.read_table(study, criterion=crit)
-    comps = compare_arms(table, baseline=_parse_arm(baseline), match=_axes(match), criterion=crit, paired=not unpaired,
-                         unpaired_test=unpaired_test, adjust=adjust)
+    with _as_usage_errors():
+        comps = compare_arms(table, baseline=_parse_arm(baseline), match=_axes(match), criterion=crit,
+                             paired=not unpaired, unpaired_test=unpaired_test, adjust=adjust)
     dicts = [c.to_dict() for c in comps]
     if format_ == "json":
         click.echo(json.dumps({"study": study, "comparisons": dicts, "unmatched": [dict(u) for u in getattr(comps, "unmatched", [])]},

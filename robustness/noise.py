@@ -246,6 +246,11 @@ class GradientNoise:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state["schedule"]
+        mine = {"name": self.schedule.name, **dataclasses.asdict(self.schedule)}  # type: ignore[call-overload]
+        if saved != mine:
+            # Continuing another schedule at the saved t would silently change the experiment.
+            raise ValueError(f"checkpoint was saved with noise schedule {saved}, this wrapper has {mine}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.t = int(state["t"])
         self.generator.set_state(state["generator"])

@@ -164,9 +164,9 @@ class PackTrainer:
         self.active = torch.ones(R, dtype=torch.bool, device=self.device)
         self.diverged_at = torch.full((R,), -1, dtype=torch.long, device=self.device)
         self._loss_sum = torch.zeros(R, device=self.device)
-        self._loss_n = 0
+        # Per restart: a restart frozen mid-interval averages only the updates it took.
+        self._loss_n = torch.zeros(R, device=self.device)
         self.curve: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, train loss, metric)
-        self.final: dict[str, torch.Tensor] = {}
         self.elapsed = 0.0
         threads = torch.get_num_threads() if self.device.type == "cpu" else 1
         # torch.randn releases the GIL, so CPU draws for different restarts run in parallel.
@@ -228,29 +228,32 @@ class PackTrainer:
                 self._add_noise(g)
             self.optimizer.step(g, self.lr * self.active)
             self._loss_sum += torch.where(self.active, loss.detach(), 0.0)
-            self._loss_n += 1
+            self._loss_n += self.active
         self.step += 1
 
     def _evaluate_point(self) -> None:
         acc, _ = evaluate(self.model, self.theta, self.test_x, self.test_y, chunk=self.config.eval_chunk)
-        train_loss = self._loss_sum / max(self._loss_n, 1)
-        self.curve.append((self.step, train_loss.clone(), acc))
-        self._last_train_loss = train_loss.clone()
+        # NaN, not 0, for a restart that took no update in the interval (it had diverged).
+        train_loss = torch.where(self._loss_n > 0, self._loss_sum / self._loss_n.clamp(min=1), float("nan"))
+        self.curve.append((self.step, train_loss, acc))
         self._loss_sum.zero_()
-        self._loss_n = 0
+        self._loss_n.zero_()
 
     # -- driving -----------------------------------------------------------------
     def run(self, *, until: int | None = None, callback: Callable[[PackTrainer], None] | None = None) -> None:
         """Train up to ``until`` updates (default: all), evaluating every ``eval_every``."""
         until = self.config.steps if until is None else min(until, self.config.steps)
-        start = time.perf_counter()
+        last = time.perf_counter()
         while self.step < until:
             self._update()
             if self.step % self.config.eval_every == 0 or self.step == self.config.steps:
                 self._evaluate_point()
+                # Before the callback: a checkpoint taken there must carry the time so far.
+                now = time.perf_counter()
+                self.elapsed, last = self.elapsed + now - last, now
                 if callback is not None:
                     callback(self)
-        self.elapsed += time.perf_counter() - start
+        self.elapsed += time.perf_counter() - last
 
     @property
     def done(self) -> bool:
@@ -282,29 +285,42 @@ class PackTrainer:
 
     # -- checkpointing -------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """A snapshot: copies, so that training on does not change it (``.cpu()`` alone
+        would alias the live tensors on a CPU pack)."""
+
+        def snap(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to("cpu", copy=True)
+
         return {
-            "step": self.step, "theta": self.theta.cpu(), "optimizer": self.optimizer.state_dict(),
-            "active": self.active.cpu(), "diverged_at": self.diverged_at.cpu(),
-            "loss_sum": self._loss_sum.cpu(), "loss_n": self._loss_n, "elapsed": self.elapsed,
-            "orders": [(o.generator.get_state(), o.perm) for o in self.orders],
+            "step": self.step, "theta": snap(self.theta), "optimizer": self.optimizer.state_dict(),
+            "active": snap(self.active), "diverged_at": snap(self.diverged_at),
+            "loss_sum": snap(self._loss_sum), "loss_n": snap(self._loss_n), "elapsed": self.elapsed,
+            "orders": [(o.generator.get_state(), None if o.perm is None else o.perm.clone()) for o in self.orders],
             "noise_gens": {r: g.get_state() for r, g in self.noise_gens.items()},
-            "curve": [(s, tl.cpu(), m.cpu()) for s, tl, m in self.curve],
+            "curve": [(s, snap(tl), snap(m)) for s, tl, m in self.curve],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["theta"].shape != self.theta.shape:
+            raise ValueError(f"checkpoint holds parameters of shape {tuple(state['theta'].shape)}, "
+                             f"this pack {tuple(self.theta.shape)}")
         dev = self.device
+
+        def own(t: torch.Tensor) -> torch.Tensor:  # never keep the caller's tensors
+            return t.to(dev, copy=True)
+
         self.step = int(state["step"])
         with torch.no_grad():
             self.theta.copy_(state["theta"].to(dev))
         self.optimizer.load_state_dict(state["optimizer"])
-        self.active, self.diverged_at = state["active"].to(dev), state["diverged_at"].to(dev)
-        self._loss_sum, self._loss_n, self.elapsed = state["loss_sum"].to(dev), state["loss_n"], state["elapsed"]
+        self.active, self.diverged_at = own(state["active"]), own(state["diverged_at"])
+        self._loss_sum, self._loss_n, self.elapsed = own(state["loss_sum"]), own(state["loss_n"]), state["elapsed"]
         for o, (gen_state, perm) in zip(self.orders, state["orders"]):
             o.generator.set_state(gen_state)
-            o.perm = perm
+            o.perm = None if perm is None else perm.clone()
         for r, gs in state["noise_gens"].items():
             self.noise_gens[r].set_state(gs)
-        self.curve = [(s, tl.to(dev), m.to(dev)) for s, tl, m in state["curve"]]
+        self.curve = [(s, own(tl), own(m)) for s, tl, m in state["curve"]]
 
     def close(self) -> None:
         if self._pool is not None:

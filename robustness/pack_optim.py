@@ -32,10 +32,10 @@ class PackSGD:
         self.theta.addcmul_(d, lr.unsqueeze(1), value=-1.0)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"buf": None if self.buf is None else self.buf.cpu()}
+        return {"buf": None if self.buf is None else self.buf.to("cpu", copy=True)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.buf = None if state["buf"] is None else state["buf"].to(self.theta.device)
+        self.buf = None if state["buf"] is None else state["buf"].to(self.theta.device, copy=True)
 
 
 class PackAdam:
@@ -56,12 +56,12 @@ class PackAdam:
         self.theta.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"t": self.t, "exp_avg": self.exp_avg.cpu(), "exp_avg_sq": self.exp_avg_sq.cpu()}
+        return {"t": self.t, "exp_avg": self.exp_avg.to("cpu", copy=True), "exp_avg_sq": self.exp_avg_sq.to("cpu", copy=True)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.t = state["t"]
-        self.exp_avg = state["exp_avg"].to(self.theta.device)
-        self.exp_avg_sq = state["exp_avg_sq"].to(self.theta.device)
+        self.exp_avg = state["exp_avg"].to(self.theta.device, copy=True)
+        self.exp_avg_sq = state["exp_avg_sq"].to(self.theta.device, copy=True)
 
 
 def make_pack_optimizer(config: Any, theta: torch.Tensor) -> PackSGD | PackAdam:

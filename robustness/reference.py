@@ -79,7 +79,7 @@ def train_single(
             order.indices(step)  # keep the data stream aligned with a pack's
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             acc, _ = _evaluate(module, test_x, test_y)
-            train_loss = loss_sum / max(loss_n, 1)
+            train_loss = loss_sum / loss_n if loss_n else float("nan")  # NaN: no update in the interval
             curve.append(CurvePoint(step + 1, train_loss, acc))
             loss_sum, loss_n = 0.0, 0
     acc, test_loss = _evaluate(module, test_x, test_y)

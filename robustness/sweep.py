@@ -118,24 +118,27 @@ def _store_callback_class() -> type:
     class StoreCallback(tune.Callback):
         """Runs in the driver: writes each finished pack, then drops the records from Tune's state."""
 
-        def __init__(self, write: Callable[[list[Any]], None]) -> None:
-            self.write = write
+        def __init__(self, write: Callable[[list[Any]], int], on_written: Callable[[list[Any], int], None]) -> None:
+            self.write, self.on_written = write, on_written
             self.errors: list[BaseException] = []
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its callbacks into the experiment state; the store
             # connection must not go there (and never needs to: resuming goes
             # through storage, not through Tune's state).
-            return {"write": None, "errors": []}
+            return {"write": None, "on_written": None, "errors": []}
 
         def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
             blob = result.pop(_OUTCOMES, None)  # Tune allows callbacks to edit results in place
             if blob is None:
                 return
             try:
-                self.write(pickle.loads(blob))
+                outcomes = pickle.loads(blob)
+                new = self.write(outcomes)
             except Exception as e:  # keep Tune running; report after fit()
                 self.errors.append(e)
+                return
+            self.on_written(outcomes, new)
 
     return StoreCallback
 
@@ -155,12 +158,15 @@ def _connect_ray(address: str | None, *, num_cpus: int | None) -> bool:
     """Start (or join) Ray; True if this call started it and must shut it down."""
     import ray
 
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results carry blobs; no CSV/JSON logs
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's own SIGINT handler makes fit() return normally on Ctrl-C, which would look
+    # like a finished sweep; let KeyboardInterrupt reach run_sweep instead.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     if address:
         _check_reachable(address)
     if ray.is_initialized():
         return False
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results carry blobs; no CSV/JSON logs
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
                               "configure_logging": True}
     try:
@@ -242,9 +248,12 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
     recorded, successes = len(table), int(table.success.sum())
     written = 0
 
-    def write(outcomes: list[Any]) -> None:
+    def write(outcomes: list[Any]) -> int:
+        return store.write_outcomes(study_id, outcomes)
+
+    def on_written(outcomes: list[Any], new: int) -> None:
+        # Progress only: the final counts are read back from storage.
         nonlocal written, recorded, successes
-        new = store.write_outcomes(study_id, outcomes)
         written += new
         recorded += new
         successes += sum(o.success for o in outcomes) if new == len(outcomes) else 0
@@ -259,7 +268,7 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
         job = _Job(task=task, config=config, criterion=plan.criterion, packs=plan.packs,
                    device="cuda" if gpus > 0 else "cpu", threads=max(1, int(cpus)),
                    checkpoint_every_s=checkpoint_every_s, fail_once_dir=fail_once_dir)
-        callback = _store_callback_class()(write)
+        callback = _store_callback_class()(write, on_written)
         trainable = tune.with_resources(tune.with_parameters(_pack_trial, job=job), {"cpu": cpus, "gpu": gpus})
         tuner = tune.Tuner(
             trainable,

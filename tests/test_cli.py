@@ -173,3 +173,17 @@ def test_sweep_refuses_every_invalid_file_and_writes_nothing(case: str, tmp_path
     assert not db.exists()  # nothing written, not even an empty database
     code, _, err2 = run("validate", str(path))
     assert code == 2 and err2 == err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("stats", "cli", "--by", "typo"),
+        ("compare", "cli", "--baseline", "typo=1"),
+        ("compare", "cli", "--match", "schedule"),
+    ],
+)
+def test_options_the_statistics_reject_are_one_line_errors(study_url: str, args: tuple[str, ...]) -> None:
+    code, out, err = run(*args, "--storage", study_url)
+    assert code == 2 and out == ""
+    assert err.startswith("Error: ") and err.count("\n") == 1, err

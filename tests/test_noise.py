@@ -193,3 +193,11 @@ def test_registry_names_and_user_schedules() -> None:
         assert s.params() == {"schedule": "test_step_decay", "eta": 1.0, "every": 10}
     finally:
         SCHEDULES.pop("test_step_decay")
+
+
+def test_resuming_with_another_schedule_is_refused() -> None:
+    _, opt = _train(seed=1, steps=3)
+    p = torch.zeros(3, requires_grad=True)
+    other = GradientNoise(torch.optim.Adam([p]), ConstantNoise(eta=0.1), clip_norm=1.0, seed=1)
+    with pytest.raises(ValueError, match="noise schedule"):
+        other.load_state_dict(opt.state_dict())

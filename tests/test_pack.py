@@ -102,6 +102,12 @@ def test_divergence_is_isolated(data) -> None:
         _assert_same(outcomes[k], train_single(TASK, specs[k], config, criterion=CRIT, data=data))
     alone = train_single(TASK, specs[3], config, criterion=CRIT, data=data)
     assert alone.diverged and alone.diverged_step == bad.diverged_step
+    # train loss averages only the updates taken before divergence, then is NaN (not 0)
+    got = [p.train_loss for p in bad.curve]
+    want = [p.train_loss for p in alone.curve]
+    assert [math.isnan(x) for x in got] == [math.isnan(x) for x in want] and math.isnan(got[-1])
+    assert all(g == pytest.approx(w, rel=1e-4) for g, w in zip(got, want) if not math.isnan(w))
+    assert math.isnan(bad.metrics["train_loss"])
 
 
 def test_resume_from_state_dict_is_bit_identical(data) -> None:
@@ -112,6 +118,7 @@ def test_resume_from_state_dict_is_bit_identical(data) -> None:
     first = PackTrainer(TASK, specs, config, criterion=CRIT, data=data)
     first.run(until=17)
     state = first.state_dict()
+    first.run()  # training on must not change the snapshot (CPU tensors alias unless copied)
     resumed = PackTrainer(TASK, specs, config, criterion=CRIT, data=data)
     resumed.load_state_dict(state)
     resumed.run()

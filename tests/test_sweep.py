@@ -125,13 +125,14 @@ def _cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Pope
 def test_rerun_after_the_driver_was_killed_completes_without_duplicates(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'killed.db'}"
     yaml = tmp_path / "killed.yaml"
-    # 6 packs of 2 on one CPU: the driver is killed after the first packs are stored
-    yaml.write_text(TINY.format(study="killed", restarts=6, steps=60, pack=2, more_inits=""))
+    # 6 packs of 2 on one CPU, each long enough (400 updates) that the driver is killed
+    # after the first packs are stored and before the last
+    yaml.write_text(TINY.format(study="killed", restarts=6, steps=400, pack=2, more_inits=""))
     proc = _cli("sweep", str(yaml), "--storage", url, "--num-cpus", "1", "-q")
     deadline = time.monotonic() + 300
     stored = 0
     while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.5)
+        time.sleep(0.2)
         try:
             stored = len(_keys(url, "killed"))
         except Exception:  # the study may not exist yet
