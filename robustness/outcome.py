@@ -9,7 +9,6 @@ picklable, so Ray can ship it from a worker to the driver.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 

@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +99,6 @@ def auto_pack_size(n: int, *, slots: int, device: str = "cpu", per_restart_bytes
     if device.startswith("cuda") and per_restart_bytes and free_bytes:
         return max(1, min(n, MAX_GPU_PACK, free_bytes // 2 // per_restart_bytes))
     return max(1, min(MAX_CPU_PACK, math.ceil(n / max(slots, 1))))
-
-
-def per_restart_bytes(param_count: int, *, batch_size: int, width: int, depth: int, input_dim: int) -> int:
-    """Rough device memory of one restart: params, grad, noise, 2 optimizer slots, activations, batch."""
-    floats = 5 * param_count + 3 * batch_size * width * (depth + 1) + batch_size * input_dim
-    return 4 * floats
 
 
 @dataclasses.dataclass(frozen=True)

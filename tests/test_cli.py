@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from robustness.cli import main
-from robustness.criterion import Criterion
 from robustness.outcome import CurvePoint, RestartOutcome
 from robustness.stats import cell_stats, compare_arms, restarts_needed
 from robustness.storage import RestartStore
