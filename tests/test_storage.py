@@ -11,6 +11,8 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +27,7 @@ from robustness.criterion import Criterion
 from robustness.outcome import CurvePoint, RestartOutcome
 from robustness.storage import (
     DEFAULT_STORAGE,
+    STORAGE_FORMAT,
     RestartStore,
     StorageError,
     StudySummary,
@@ -219,9 +222,9 @@ def test_iter_outcomes_gives_back_the_records(store: RestartStore) -> None:
 
 
 def test_iter_outcomes_reads_in_chunks(store: RestartStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from robustness.storage import _read
+    from robustness.storage import _records
 
-    monkeypatch.setattr(_read, "_OUTCOME_CHUNK", 5)
+    monkeypatch.setattr(_records, "OUTCOME_CHUNK", 5)
     records = grid()
     study = store.open_study("chunks")
     store.write_outcomes(study, records)
@@ -418,6 +421,94 @@ def test_criterion_overrides_the_stored_success(store: RestartStore) -> None:
         store.read_table(study, criterion=Criterion("f1", ">", 0.5))
 
 
+def _assert_tables_equal(got: RestartTable, want: RestartTable) -> None:
+    assert list(got.params) == list(want.params)
+    for name in want.params:
+        assert got.params[name].tolist() == want.params[name].tolist(), name
+    assert list(got.metrics) == list(want.metrics)
+    for name in want.metrics:
+        np.testing.assert_array_equal(got.metrics[name], want.metrics[name])
+    for column in ("restart", "seed", "diverged", "success"):
+        np.testing.assert_array_equal(getattr(got, column), getattr(want, column))
+    assert got.primary_metric == want.primary_metric
+
+
+_SUMMARY = ("cell", "seed", "restart", "success", "diverged", "metrics", "primary_metric")
+
+
+def test_a_format_1_database_is_upgraded_on_open(storage_url: str) -> None:
+    """A database from before the summary columns: opening adds and fills them, nothing is lost."""
+    import sqlalchemy as sa
+
+    records = grid()
+    with RestartStore(storage_url) as store:
+        store.write_outcomes(store.open_study("old", attrs={"total_restarts": 12}), records)
+    engine = sa.create_engine(storage_url)
+    with engine.begin() as conn:  # back to the format-1 layout: key rows only
+        for name in _SUMMARY:
+            conn.execute(sa.text(f"ALTER TABLE robustness_restarts DROP COLUMN {name}"))
+    with RestartStore(storage_url) as store:
+        _assert_tables_equal(store.read_table("old"), RestartTable.from_outcomes(records))
+        assert store.studies() == [StudySummary(name="old", n_restarts=12, n_successes=2, n_diverged=2, total_restarts=12)]
+        assert store.write_outcomes("old", records) == 0
+    with engine.connect() as conn:
+        nulls = conn.execute(sa.text("SELECT count(*) FROM robustness_restarts WHERE cell IS NULL")).scalar_one()
+    engine.dispose()
+    assert nulls == 0
+    assert len(optuna.load_study(study_name="old", storage=storage_url).trials) == 12
+
+
+def test_rows_without_a_summary_are_filled_when_read(store: RestartStore) -> None:
+    """Rows an older version of the package wrote into an upgraded database."""
+    import sqlalchemy as sa
+
+    records = grid()
+    study = store.open_study("mixed")
+    store.write_outcomes(study, records)
+    engine = sa.create_engine(store.url)
+    with engine.begin() as conn:
+        query = "UPDATE robustness_restarts SET cell = NULL, metrics = NULL WHERE restart_key LIKE :pattern"
+        assert conn.execute(sa.text(query), {"pattern": '%"restart":1}'}).rowcount == 4
+    engine.dispose()
+    with RestartStore(store.url) as reader:
+        _assert_tables_equal(reader.read_table("mixed"), RestartTable.from_outcomes(records))
+
+
+def test_reading_a_study_does_not_import_optuna(storage_url: str) -> None:
+    """The read path (stats, status) stays off Optuna's ~0.3 s import, and reads the same table."""
+    records = grid()
+    with RestartStore(storage_url) as store:
+        store.write_outcomes(store.open_study("light", attrs={"total_restarts": 12}), records)
+        want = store.read_table("light")
+    script = (
+        "import sys, json\n"
+        "from robustness.storage import RestartStore\n"
+        f"with RestartStore({storage_url!r}) as s:\n"
+        "    t = s.read_table('light'); n = s.studies()[0].n_successes; a = s.study_attrs('light')\n"
+        "print(json.dumps({'optuna': 'optuna' in sys.modules, 'success': t.success.tolist(),"
+        " 'lr': t.params['lr'].tolist(), 'n': n, 'total': a['total_restarts']}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    got = json.loads(done.stdout)
+    assert got == {"optuna": False, "success": want.success.tolist(), "lr": want.params["lr"].tolist(), "n": 2, "total": 12}
+
+
+def test_read_path_tables_match_optunas_models() -> None:
+    """The stand-in table definitions the read path uses name real columns of Optuna's schema."""
+    from robustness.storage import _optuna_tables, _schema
+
+    for ours, theirs in (
+        (_schema.STUDIES, _optuna_tables.STUDIES),
+        (_schema.TRIALS, _optuna_tables.TRIALS),
+        (_schema.STUDY_USER_ATTRS, optuna.storages._rdb.models.StudyUserAttributeModel.__table__),
+    ):
+        assert ours.name == theirs.name
+        for column in ours.columns:
+            assert column.name in theirs.c, (ours.name, column.name)
+            assert type(column.type) is type(theirs.c[column.name].type), (ours.name, column.name)
+            assert column.primary_key == theirs.c[column.name].primary_key
+
+
 # -- study attrs, summaries, errors ---------------------------------------------------------
 
 
@@ -430,7 +521,7 @@ def test_study_attrs_round_trip(store: RestartStore) -> None:
     }
     study = store.open_study("attrs", attrs=attrs)
     loaded = optuna.load_study(study_name="attrs", storage=store.url)
-    assert loaded.user_attrs == {**attrs, "storage_format": 1}
+    assert loaded.user_attrs == {**attrs, "storage_format": STORAGE_FORMAT}
     assert loaded.direction == optuna.study.StudyDirection.MAXIMIZE
     # Reopening (--resume) keeps the study and updates the attrs.
     assert store.open_study("attrs", attrs={"code_revision": "def5678"}) == study

@@ -4,7 +4,8 @@ One Optuna study per search-space study and **one Optuna trial per restart**, so
 stock ``optuna.load_study(...)`` and optuna-dashboard read everything back. The
 sweep runner writes whole packs through :meth:`RestartStore.write_outcomes` (one
 transaction, straight into Optuna's tables) and the statistics read
-:meth:`RestartStore.read_table` (a few SQL queries, no trial objects).
+:meth:`RestartStore.read_table` (one query over per-restart summary rows; reading
+imports neither Optuna nor its trial objects).
 
 URLs: ``sqlite:///path.db`` (default ``sqlite:///robustness.db``, or
 ``$ROBUSTNESS_STORAGE``) and ``postgresql+psycopg://user@host:port/db``; both go
@@ -19,6 +20,16 @@ Exactly once
     inserts the rest in the same transaction; should a key still collide, the
     transaction rolls back whole and is retried without it. Retried packs, reruns
     after a killed driver and ``--resume`` therefore add only new restarts.
+
+Summary rows
+    The same ``robustness_restarts`` row also holds the restart's summary, written
+    in the same transaction as its trial: ``cell`` (JSON of the grid
+    coordinates), ``seed``, ``restart``, ``success``, ``diverged``, ``metrics``
+    (JSON of the final metrics, NaN kept) and ``primary_metric``. The statistics
+    read only these (one row per restart instead of a pivot over Optuna's
+    ~130 param and attribute rows per restart). Databases written before
+    storage format 2 lack them; the first open adds the columns and fills them
+    from the trials.
 
 Each trial holds
     params
@@ -51,7 +62,7 @@ Each trial holds
         stock Optuna's.
 
 Study user attrs
-    ``storage_format`` (int, set here: the layout above, currently 1) plus what
+    ``storage_format`` (int, set here: the layout above, currently 2) plus what
     the caller passes to :meth:`RestartStore.open_study`; by convention
     ``search_space`` (the search-space file's text), ``versions`` (package name
     -> version, see :func:`package_versions`), ``code_revision`` (str),
@@ -63,10 +74,17 @@ from __future__ import annotations
 
 from importlib import metadata
 
+from typing import TYPE_CHECKING, Any
+
 from robustness.storage._config import DEFAULT_STORAGE, ENV_VAR, StorageError, resolve_storage_url
-from robustness.storage._encode import restart_key, to_frozen_trial
+from robustness.storage._keys import restart_key
 from robustness.storage._read import TOTAL_RESTARTS_ATTR, StudySummary
 from robustness.storage._store import FORMAT_ATTR, STORAGE_FORMAT, RestartStore
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+    from robustness.outcome import RestartOutcome
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -82,6 +100,17 @@ __all__ = [
     "restart_key",
     "to_frozen_trial",
 ]
+
+def to_frozen_trial(outcome: RestartOutcome, distributions: Any, *, maximize: bool) -> FrozenTrial:
+    """The stock-Optuna trial equivalent to what :meth:`RestartStore.write_outcomes` stores.
+
+    See :func:`robustness.storage._encode.to_frozen_trial`; imported on call because
+    it needs Optuna, which reading a study does not.
+    """
+    from robustness.storage import _encode
+
+    return _encode.to_frozen_trial(outcome, distributions, maximize=maximize)
+
 
 _VERSIONED = ("restart-robustness", "torch", "numpy", "optuna", "sqlalchemy", "ray", "psycopg")
 

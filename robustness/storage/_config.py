@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
-import optuna.exceptions
 import sqlalchemy
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
@@ -84,12 +84,24 @@ def one_line(error: BaseException) -> str:
     return lines[0] if lines else type(inner).__name__
 
 
+def optuna_storage_error(error: BaseException) -> bool:
+    """Whether ``error`` is Optuna's wrapper of a database failure.
+
+    Looked up in ``sys.modules`` rather than imported: Optuna costs ~0.3 s to
+    import, and if it was never imported it cannot have raised.
+    """
+    exceptions = sys.modules.get("optuna.exceptions")
+    return exceptions is not None and isinstance(error, exceptions.StorageInternalError)
+
+
 @contextlib.contextmanager
 def database_errors(url: str, doing: str) -> Iterator[None]:
     """Turn driver and SQLAlchemy failures into a one-line :class:`StorageError`."""
     try:
         yield
-    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+    except Exception as e:
+        if not isinstance(e, sqlalchemy.exc.SQLAlchemyError) and not optuna_storage_error(e):
+            raise
         # Optuna wraps the SQLAlchemy error it caught; report that one.
-        cause = e.__cause__ if isinstance(e, optuna.exceptions.StorageInternalError) and e.__cause__ else e
+        cause = e.__cause__ if optuna_storage_error(e) and e.__cause__ else e
         raise StorageError(f"{doing} failed on {safe_url(url)}: {one_line(cause)}") from e

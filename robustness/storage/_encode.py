@@ -6,70 +6,35 @@ here, so the two paths store the same thing by construction.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    IntDistribution,
+)
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from robustness.outcome import CurvePoint, RestartOutcome
+from robustness.storage._keys import (
+    ATTR_DEVICE,
+    ATTR_DIVERGED,
+    ATTR_DIVERGED_STEP,
+    ATTR_PRIMARY,
+    ATTR_RESTART,
+    ATTR_SUCCESS,
+    ATTR_TRAIN_LOSS,
+    ATTR_WALL_TIME,
+    METRIC_PREFIX,
+    SEED_PARAM,
+    plain,
+)
 
-SEED_PARAM = "seed"
 # Seeds are 31-bit (see robustness.spec.restart_seed), so every seed fits.
 SEED_DISTRIBUTION = IntDistribution(0, 2**31 - 1)
-
-# Trial user attribute keys (documented in the package docstring).
-ATTR_RESTART = "restart"
-ATTR_SUCCESS = "success"
-ATTR_DIVERGED = "diverged"
-ATTR_DIVERGED_STEP = "diverged_step"
-ATTR_WALL_TIME = "wall_time_s"
-ATTR_DEVICE = "device"
-ATTR_PRIMARY = "primary_metric"
-ATTR_TRAIN_LOSS = "curve_train_loss"
-METRIC_PREFIX = "metrics."
-
-# A categorical choice must be one of these (Optuna's own rule).
-_STORABLE = (type(None), bool, int, float, str)
-
-
-def _plain(name: str, value: Any) -> Any:
-    """A grid value as a plain Python scalar Optuna can store, else ``ValueError``."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if not isinstance(value, _STORABLE):
-        raise ValueError(
-            f"parameter {name!r} = {value!r}: Optuna stores only None, bool, int, float or str"
-        )
-    if isinstance(value, float) and math.isnan(value):
-        raise ValueError(f"parameter {name!r} is NaN; a grid coordinate must be a real value")
-    return value
-
-
-def _canonical(value: Any) -> Any:
-    # Numbers compare by value, so `lr: 1` and `lr: 1.0` name the same cell.
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return value
-    as_float = float(value)
-    if as_float == 0.0:
-        return 0.0  # -0.0 and 0.0 are one cell
-    return as_float if as_float == value else value
-
-
-def restart_key(params: Mapping[str, Any], restart: int) -> str:
-    """The canonical identity of one restart: sorted-key JSON of the cell and the index.
-
-    Stable across processes and Python versions; ``lr=1`` and ``lr=1.0`` give the
-    same key. Example: ``{"params":{"init":"he","lr":0.1},"restart":3}``.
-    """
-    if isinstance(restart, bool) or not isinstance(restart, numbers.Integral) or restart < 0:
-        raise ValueError(f"restart index must be an int >= 0, got {restart!r}")
-    cell = {str(k): _canonical(_plain(str(k), v)) for k, v in params.items()}
-    return json.dumps({"params": cell, "restart": int(restart)}, sort_keys=True, separators=(",", ":"))
 
 
 def trial_params(outcome: RestartOutcome) -> dict[str, Any]:
@@ -84,7 +49,7 @@ def trial_params(outcome: RestartOutcome) -> dict[str, Any]:
     steps = [p.step for p in outcome.curve]
     if any(b <= a for a, b in zip(steps, steps[1:])):
         raise ValueError("curve steps must be strictly increasing (Optuna keeps one value per step)")
-    params = {str(k): _plain(str(k), v) for k, v in outcome.params.items()}
+    params = {str(k): plain(str(k), v) for k, v in outcome.params.items()}
     params[SEED_PARAM] = int(seed)
     return params
 

@@ -1,57 +1,92 @@
-"""The tables: Optuna's own, plus one small table that makes writes exactly-once."""
+"""Our table, ``robustness_restarts``, and the few Optuna columns the read path names.
+
+No Optuna import here: reading a study (``robustness stats``) must not pay for it.
+The write path and full-record decoding use Optuna's own table definitions
+(:mod:`robustness.storage._optuna_tables`).
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from optuna.storages._rdb import models
 
-STUDIES = models.StudyModel.__table__
-STUDY_DIRECTIONS = models.StudyDirectionModel.__table__
-STUDY_USER_ATTRS = models.StudyUserAttributeModel.__table__
-TRIALS = models.TrialModel.__table__
-TRIAL_PARAMS = models.TrialParamModel.__table__
-TRIAL_VALUES = models.TrialValueModel.__table__
-TRIAL_USER_ATTRS = models.TrialUserAttributeModel.__table__
-TRIAL_INTERMEDIATE = models.TrialIntermediateValueModel.__table__
+from robustness.storage._keys import SUMMARY_COLUMNS
 
-VALUE_TYPE = models.TrialValueModel.TrialValueType
-INTERMEDIATE_TYPE = models.TrialIntermediateValueModel.TrialIntermediateValueType
-
-# Our own MetaData, so Optuna's create_all never sees this table (stock storages
+# Our own MetaData, so Optuna's create_all never sees our table (stock storages
 # elsewhere in the process stay untouched).
 METADATA = sa.MetaData()
+
+# Stand-ins for the Optuna tables that our foreign keys reference and the read path
+# queries. They name only the columns used here; Optuna's models own the full
+# definitions and RDBStorage creates the tables (we never create these).
+# tests/test_storage.py checks them against Optuna's models.
+STUDIES = sa.Table(
+    "studies",
+    METADATA,
+    sa.Column("study_id", sa.Integer, primary_key=True),
+    sa.Column("study_name", sa.String(512)),
+)
+TRIALS = sa.Table(
+    "trials",
+    METADATA,
+    sa.Column("trial_id", sa.Integer, primary_key=True),
+    sa.Column("study_id", sa.Integer),
+)
+STUDY_USER_ATTRS = sa.Table(
+    "study_user_attributes",
+    METADATA,
+    sa.Column("study_user_attribute_id", sa.Integer, primary_key=True),
+    sa.Column("study_id", sa.Integer),
+    sa.Column("key", sa.String(512)),
+    sa.Column("value_json", sa.Text),
+)
 
 # One row per recorded restart. The primary key is what makes a restart recorded
 # at most once, ever: a second writer of the same key fails inside its transaction,
 # which then leaves nothing behind. ON DELETE CASCADE lets stock
 # `optuna.delete_study` remove a study on PostgreSQL (SQLite does not enforce it;
 # RestartStore.open_study clears rows left by a deleted study whose id is reused).
+# The summary columns (see _keys.summary) are what read_table reads. They are
+# nullable only because databases from before storage format 2 lack them; opening
+# such a database adds and fills them (RestartStore._upgrade).
 RESTARTS = sa.Table(
     "robustness_restarts",
     METADATA,
-    sa.Column(
-        "study_id",
-        sa.Integer,
-        sa.ForeignKey(STUDIES.c.study_id, ondelete="CASCADE"),
-        nullable=False,
-    ),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey(STUDIES.c.study_id, ondelete="CASCADE"), nullable=False),
     sa.Column("restart_key", sa.Text, nullable=False),
     sa.Column(
-        "trial_id",
-        sa.Integer,
-        sa.ForeignKey(TRIALS.c.trial_id, ondelete="CASCADE"),
-        nullable=False,
-        index=True,
+        "trial_id", sa.Integer, sa.ForeignKey(TRIALS.c.trial_id, ondelete="CASCADE"), nullable=False, index=True
     ),
+    sa.Column("cell", sa.Text),
+    sa.Column("seed", sa.BigInteger),
+    sa.Column("restart", sa.Integer),
+    sa.Column("success", sa.Boolean),
+    sa.Column("diverged", sa.Boolean),
+    sa.Column("metrics", sa.Text),
+    sa.Column("primary_metric", sa.Text),
     sa.PrimaryKeyConstraint("study_id", "restart_key", name="pk_robustness_restarts"),
 )
 
 
 def create_tables(engine: sa.engine.Engine) -> None:
-    """Create our table if missing (Optuna's tables exist already: RDBStorage made them)."""
+    """Create our table if missing, and add summary columns a pre-format-2 table lacks.
+
+    Optuna's tables exist already: RDBStorage made them.
+    """
     try:
-        METADATA.create_all(engine, checkfirst=True)
+        METADATA.create_all(engine, tables=[RESTARTS], checkfirst=True)
     except sa.exc.SQLAlchemyError:
         # Two processes opening a fresh database race to create it; one wins.
         if not sa.inspect(engine).has_table(RESTARTS.name):
             raise
+    have = {c["name"] for c in sa.inspect(engine).get_columns(RESTARTS.name)}
+    for name in SUMMARY_COLUMNS:
+        if name in have:
+            continue
+        column_type = RESTARTS.c[name].type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {RESTARTS.name} ADD COLUMN {name} {column_type}")
+        except sa.exc.SQLAlchemyError:
+            # Another process upgrading the same database added it first.
+            if name not in {c["name"] for c in sa.inspect(engine).get_columns(RESTARTS.name)}:
+                raise

@@ -5,32 +5,35 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 import sqlalchemy as sa
 import sqlalchemy.exc
-from optuna.distributions import BaseDistribution
-from optuna.study import StudyDirection
 
 from robustness.criterion import Criterion
 from robustness.outcome import RestartOutcome
-from robustness.storage import _read, _write
+from robustness.storage import _read
 from robustness.storage._config import (
     StorageError,
     database_errors,
     enable_wal,
     engine_kwargs,
     one_line,
+    optuna_storage_error,
     resolve_storage_url,
     safe_url,
 )
 from robustness.storage._schema import RESTARTS, STUDIES, TRIALS, create_tables
 from robustness.table import RestartTable
 
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import BaseDistribution
+
 # Study attribute recording how trials are laid out, for readers of old databases.
 FORMAT_ATTR = "storage_format"
-STORAGE_FORMAT = 1
+# 2: robustness_restarts carries each restart's summary (see _keys.summary).
+STORAGE_FORMAT = 2
 # A writer that loses a race for a restart key rolls back and tries again with the
 # winner's keys filtered out; more than a few rounds means something else is wrong.
 _WRITE_ATTEMPTS = 5
@@ -42,10 +45,14 @@ StudyRef = int | str
 def _open_rdb(url: str) -> optuna.storages.RDBStorage:
     """Optuna's storage, which creates (or checks) its schema exactly as stock tools expect.
 
+    Optuna is imported here, not at the top: reading never needs it, and it costs ~0.3 s.
+
     Drivers started together on a fresh database race to create that schema (and to
     stamp its alembic version); the loser fails on a constraint and, once the winner
     is done, finds everything in place.
     """
+    import optuna
+
     for attempt in range(_OPEN_ATTEMPTS):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
@@ -87,16 +94,63 @@ class RestartStore:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_storage_url(url)
+        # Reading needs only SQLAlchemy; Optuna's RDBStorage (which creates and
+        # version-checks the schema) opens on the first write, or here when the
+        # database is not yet laid out for reading (new, or from an older version).
+        self._rdb_storage: optuna.storages.RDBStorage | None = None
         try:
-            self._rdb = _open_rdb(self.url)
-            self._engine: sa.Engine = self._rdb.engine
-            create_tables(self._engine)
-            enable_wal(self._engine)
-        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ImportError, RuntimeError) as e:
+            self._engine: sa.Engine = sa.create_engine(self.url, **engine_kwargs(self.url))
+            if not self._readable():
+                self._open_for_writing()
+        except StorageError:
+            raise
+        except Exception as e:
+            if not _is_storage_failure(e):
+                raise
             raise StorageError(f"cannot open storage {safe_url(self.url)}: {one_line(e)}") from e
 
+    def _readable(self) -> bool:
+        """Whether our table, with its summary columns, is there to read from."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(sa.select(RESTARTS.c.cell).limit(0))
+                conn.execute(sa.select(STUDIES.c.study_id).limit(0))
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as e:
+            if _unreachable(e):
+                raise
+            return False  # no such table or column
+        return True
+
+    def _open_for_writing(self) -> optuna.storages.RDBStorage:
+        """Optuna's storage; creates or upgrades the schema, and fills old rows' summaries."""
+        if self._rdb_storage is None:
+            rdb = _open_rdb(self.url)
+            self._engine.dispose()
+            # One engine from here on (an in-memory SQLite database lives in one engine).
+            self._engine = rdb.engine
+            create_tables(self._engine)
+            enable_wal(self._engine)
+            self._rdb_storage = rdb
+            self._fill_summaries()
+        return self._rdb_storage
+
+    @property
+    def _rdb(self) -> optuna.storages.RDBStorage:
+        return self._open_for_writing()
+
+    def _fill_summaries(self) -> None:
+        with database_errors(self.url, "upgrading restart summaries"):
+            with self._engine.connect() as conn:
+                if not _read.missing_summaries(conn):
+                    return
+            # Optuna is imported only here: the summaries come from whole trials.
+            from robustness.storage import _records
+
+            _records.fill_summaries(self._engine)
+
     def close(self) -> None:
-        self._rdb.remove_session()
+        if self._rdb_storage is not None:
+            self._rdb_storage.remove_session()
         self._engine.dispose()
 
     def __enter__(self) -> RestartStore:
@@ -116,6 +170,9 @@ class RestartStore:
         ``attrs`` values must be JSON-able; they overwrite attrs of the same key (the
         latest code revision and versions win on ``--resume``).
         """
+        import optuna
+        from optuna.study import StudyDirection
+
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
         wanted = StudyDirection[direction.upper()]
@@ -143,8 +200,8 @@ class RestartStore:
     def study_attrs(self, study: StudyRef) -> dict[str, Any]:
         """The study's user attributes (search-space text, versions, revision, ...)."""
         study_id = self._study_id(study)
-        with database_errors(self.url, "reading study attrs"):
-            return self._rdb.get_study_user_attrs(study_id)
+        with database_errors(self.url, "reading study attrs"), self._engine.connect() as conn:
+            return _read.study_attrs(conn, study_id)
 
     def done_keys(self, study: StudyRef) -> set[str]:
         """Restart keys already recorded in ``study`` (see :func:`restart_key`)."""
@@ -168,9 +225,12 @@ class RestartStore:
         Without ``distributions`` each axis gets a categorical over the values seen
         (extending the study's existing one) and ``seed`` an ``IntDistribution(0, 2**31-1)``.
         """
+        from robustness.storage import _write  # Optuna's tables and distributions
+
         batch = _write.prepare(outcomes)
         if not batch:
             return 0
+        self._open_for_writing()
         study_id = self._study_id(study)
         for _ in range(_WRITE_ATTEMPTS):
             try:
@@ -193,19 +253,37 @@ class RestartStore:
         """
         study_id = self._study_id(study)
         try:
-            with database_errors(self.url, "reading restarts"), self._engine.connect() as conn:
-                return _read.read_table(conn, study_id, criterion=criterion)
+            with database_errors(self.url, "reading restarts"):
+                with self._engine.connect() as conn:
+                    table = _read.read_table(conn, study_id, criterion=criterion)
+                if table is None:
+                    # Rows written by an older version: fill their summaries, read again.
+                    self._open_for_writing()
+                    self._fill_summaries()
+                    with self._engine.connect() as conn:
+                        table = _read.read_table(conn, study_id, criterion=criterion)
         except KeyError as e:
             raise StorageError(f"study {study!r}: {e.args[0]}") from None
+        if table is None:
+            raise StorageError(f"study {study!r}: restarts without a summary are still being written; try again")
+        return table
 
     def iter_outcomes(self, study: StudyRef) -> Iterator[RestartOutcome]:
         """Every recorded restart as a full :class:`RestartOutcome`, curves included, in write order."""
+        # Optuna is imported only here: params come back through its distributions.
+        from robustness.storage import _records
+
         study_id = self._study_id(study)
         with database_errors(self.url, "reading restarts"):
-            yield from _read.iter_outcomes(self._engine, study_id)
+            yield from _records.iter_outcomes(self._engine, study_id)
 
     def studies(self) -> list[_read.StudySummary]:
         """Every study in the storage with its restart, success and divergence counts."""
+        with database_errors(self.url, "listing studies"), self._engine.connect() as conn:
+            stale = _read.missing_summaries(conn)
+        if stale:
+            self._open_for_writing()
+            self._fill_summaries()
         with database_errors(self.url, "listing studies"), self._engine.connect() as conn:
             return _read.studies(conn)
 
@@ -218,3 +296,13 @@ class RestartStore:
             names = list(conn.execute(sa.select(STUDIES.c.study_name).order_by(STUDIES.c.study_id).limit(6)).scalars())
         have = f"it has {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}" if names else "it has no studies"
         raise StorageError(f"no study {study!r} in {safe_url(self.url)} ({have})")
+
+
+def _unreachable(error: sqlalchemy.exc.DBAPIError) -> bool:
+    """A failure to connect at all (as opposed to a missing table or column)."""
+    return bool(getattr(error, "connection_invalidated", False)) or "connect" in str(error.orig).lower()
+
+
+def _is_storage_failure(error: BaseException) -> bool:
+    """Errors of opening a storage that deserve one line: database, driver, Optuna's checks."""
+    return isinstance(error, (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError)) or optuna_storage_error(error)

@@ -15,15 +15,24 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
+from optuna.distributions import (
+    BaseDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from robustness.outcome import RestartOutcome
 from robustness.storage import _encode
-from robustness.storage._schema import (
+from robustness.storage._keys import (
+    ATTR_TRAIN_LOSS,
+    SUMMARY_COLUMNS,
+    restart_key,
+    summary,
+)
+from robustness.storage._optuna_tables import (
     INTERMEDIATE_TYPE,
-    RESTARTS,
     STUDIES,
     STUDY_DIRECTIONS,
     TRIAL_INTERMEDIATE,
@@ -33,6 +42,7 @@ from robustness.storage._schema import (
     TRIALS,
     VALUE_TYPE,
 )
+from robustness.storage._schema import RESTARTS
 
 # Bound parameters per IN (...) query: well under SQLite's and PostgreSQL's limits.
 _IN_CHUNK = 500
@@ -53,7 +63,7 @@ def prepare(outcomes: Iterable[RestartOutcome]) -> list[Prepared]:
     batch = []
     for outcome in outcomes:
         params = _encode.trial_params(outcome)
-        key = _encode.restart_key(outcome.params, outcome.restart)
+        key = restart_key(outcome.params, outcome.restart)
         if key not in seen:
             seen.add(key)
             batch.append(Prepared(key=key, params=params, outcome=outcome))
@@ -124,15 +134,24 @@ def write_batch(
         [p.params for p in todo], given=given, existing=latest_distributions(conn, study_id)
     )
     trial_ids = insert_trials(conn, study_id, todo)
-    # The key rows go in before the bulk of the data: a conflicting writer fails early.
+    # The key rows (with the summary the read path uses) go in before the bulk of
+    # the data: a conflicting writer fails early.
     bulk_insert(
-        conn, RESTARTS, ("study_id", "restart_key", "trial_id"), [(study_id, p.key, t) for t, p in zip(trial_ids, todo)]
+        conn,
+        RESTARTS,
+        ("study_id", "restart_key", "trial_id", *SUMMARY_COLUMNS),
+        [(study_id, p.key, t, *_summary_row(p.outcome)) for t, p in zip(trial_ids, todo)],
     )
     insert_params(conn, trial_ids, todo, dists)
     insert_values(conn, trial_ids, todo, maximize=maximize)
     insert_user_attrs(conn, trial_ids, todo)
     insert_curves(conn, trial_ids, todo)
     return len(todo)
+
+
+def _summary_row(outcome: RestartOutcome) -> tuple[Any, ...]:
+    row = summary(outcome)
+    return tuple(row[name] for name in SUMMARY_COLUMNS)
 
 
 def _started(now: datetime, wall_time_s: float) -> datetime:
@@ -227,7 +246,7 @@ def insert_user_attrs(conn: sa.Connection, trial_ids: Sequence[int], todo: Seque
     for trial_id, p in zip(trial_ids, todo):
         for key, value in _encode.user_attrs(p.outcome).items():
             # json.dumps with Optuna's own (default) settings: the same text set_user_attr writes.
-            (curves if key == _encode.ATTR_TRAIN_LOSS else small).append((trial_id, key, json.dumps(value)))
+            (curves if key == ATTR_TRAIN_LOSS else small).append((trial_id, key, json.dumps(value)))
     # The small attrs first, the ~2 kB curve lists after: rows land in insertion order,
     # so the scalars read_table needs share a few pages instead of one page per restart.
     bulk_insert(conn, TRIAL_USER_ATTRS, ("trial_id", "key", "value_json"), small + curves)
