@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,7 +48,7 @@ def table(*arms: list[RestartOutcome]) -> RestartTable:
 
 
 def outcomes_from_pairs(noise: Sequence[bool], base: Sequence[bool], group: dict = BASE) -> list[RestartOutcome]:
-    err = lambda ok: 0.001 if ok else 0.5  # noqa: E731
+    err = lambda ok: 0.001 if ok else 0.5
     return arm(group | ANNEALED, [err(x) for x in noise]) + arm(group | NONE, [err(x) for x in base])
 
 
@@ -325,3 +329,49 @@ def test_grouping_with_huge_grids_takes_the_general_path() -> None:
         assert groups.keys[groups.index[row]] == tuple(params[f"a{i}"][row] for i in range(7))
     with pytest.raises(KeyError, match="no grid axis"):
         cell_stats(t, by=("momentum",))
+
+
+# --- import budget -------------------------------------------------------------
+
+# Run in a fresh interpreter: the default paths of `robustness stats` (Wilson cells,
+# seed-paired McNemar comparisons with Newcombe / Bonett-Price intervals, Holm or BH)
+# must not load scipy.stats, statsmodels or pandas, which cost ~1.5 s of import
+# against the command's 1 s budget. Checks what is imported, not how long it takes.
+IMPORT_BUDGET_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import robustness.stats as rs
+    from robustness.outcome import RestartOutcome
+    from robustness.table import RestartTable
+
+    outcomes = []
+    for lr in (0.1, 0.01):
+        for params, wins in (
+            ({"schedule": "none", "eta": None, "gamma": None}, [1, 0, 0, 1, 0, 0, 0, 0]),
+            ({"schedule": "annealed", "eta": 0.3, "gamma": 0.55}, [1, 1, 1, 0, 1, 0, 1, 1]),
+        ):
+            for r, ok in enumerate(wins):
+                outcomes.append(RestartOutcome(
+                    params={"lr": lr, "clip": 10.0} | params, restart=r, seed=100 + r,
+                    metrics={"test_error": 0.001 if ok else 0.5}, primary_metric="test_error",
+                    success=bool(ok), diverged=False,
+                ))
+    table = RestartTable.from_outcomes(outcomes)
+    cells = rs.cell_stats(table) + rs.cell_stats(table, method="clopper-pearson", by=("schedule",))
+    comparisons = list(rs.compare_arms(table)) + list(rs.compare_arms(table, adjust="fdr_bh"))
+    assert len(cells) == 6 and len(comparisons) == 4 and all(c.paired for c in comparisons)
+    rs.newcombe_interval([3, 0], [8, 0], [6, 2], [8, 5])
+    rs.ratio_interval([3, 0], [8, 0], [6, 2], [8, 5])
+    print([m for m in ("scipy.stats", "statsmodels", "pandas") if m in sys.modules])
+    """
+)
+
+
+def test_default_paths_do_not_import_scipy_stats_statsmodels_or_pandas() -> None:
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_BUDGET_SCRIPT], cwd=root, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -209,3 +209,84 @@ def test_independent_intervals_contain_their_estimates(t: tuple[int, int, int, i
     low, high = ratio_interval(k1, n1, k2, n2)
     if k2 > 0:
         assert low <= (k1 / n1) / (k2 / n2) * (1 + 1e-12) and (k1 / n1) / (k2 / n2) <= high * (1 + 1e-12)
+
+
+# --- the scipy.special kernels against scipy.stats / statsmodels -------------------
+#
+# binomial_interval and newcombe_interval compute on scipy.special (ndtri, betaincinv,
+# betainccinv) so that `import robustness.stats` stays off scipy.stats and statsmodels.
+# They repeat statsmodels' arithmetic operation for operation, so the agreement is
+# bit-for-bit on the SciPy this was written on; 1e-12 relative leaves room for other
+# SciPy builds of the same special functions.
+
+LEVELS = (0.5, 0.9, 0.95, 0.99)
+RTOL = 1e-12
+
+
+def many_counts(seed: int, size: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Random ``(k, n)`` at small, medium and large n (to 10^6), plus 0 of n, n of n, n = 1 and n = 0."""
+    rng = np.random.default_rng(seed)
+    n = np.concatenate([rng.integers(1, 30, size), rng.integers(30, 5000, size), rng.integers(5000, 10**6 + 1, size)])
+    k = rng.integers(0, n + 1)
+    some = n[::20]
+    edge_n = np.array([0, 1, 1, 2, 2, 7, 40, 10**6, 10**6, 10**6, 10**6, 10**6])
+    edge_k = np.array([0, 0, 1, 0, 1, 7, 20, 0, 1, 500_000, 10**6 - 1, 10**6])
+    return np.concatenate([k, np.zeros_like(some), some, edge_k]), np.concatenate([n, some, some, edge_n])
+
+
+def reference_binomial(k: np.ndarray, n: np.ndarray, method: str, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """statsmodels' proportion_confint under binomial_interval's documented rules."""
+    sm_method = {"wilson": "wilson", "clopper-pearson": "beta"}[method]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low, high = proportion_confint(k, np.where(n == 0, 1, n), alpha=1 - confidence, method=sm_method)
+    low = np.where(k == 0, 0.0, np.clip(low, 0.0, 1.0))
+    high = np.where(k == n, 1.0, np.clip(high, 0.0, 1.0))
+    return np.where(n == 0, 0.0, low), np.where(n == 0, 1.0, high)
+
+
+@pytest.mark.parametrize("confidence", LEVELS)
+@pytest.mark.parametrize("method", ["wilson", "clopper-pearson"])
+def test_binomial_kernels_match_statsmodels(method: str, confidence: float) -> None:
+    k, n = many_counts(seed=int(confidence * 100) + (method == "wilson"))
+    low, high = binomial_interval(k, n, method=method, confidence=confidence)
+    want_low, want_high = reference_binomial(k, n, method, confidence)
+    np.testing.assert_allclose(low, want_low, rtol=RTOL, atol=0)
+    np.testing.assert_allclose(high, want_high, rtol=RTOL, atol=0)
+
+
+large_counts = st.integers(1, 10**6).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(large_counts, methods, st.floats(0.5, 0.999))
+def test_binomial_kernels_match_statsmodels_at_any_level(kn: tuple[int, int], method: str, confidence: float) -> None:
+    k, n = np.array([kn[0]]), np.array([kn[1]])
+    got = binomial_interval(k, n, method=method, confidence=confidence)
+    np.testing.assert_allclose(got, reference_binomial(k, n, method, confidence), rtol=RTOL, atol=0)
+
+
+def test_normal_quantile_matches_scipy_stats() -> None:
+    # Bonett-Price (ratio_paired_interval) scales this critical value; it must be norm.isf(alpha / 2).
+    from robustness.stats._intervals import _z
+
+    for alpha in (*(1 - c for c in LEVELS), 1e-12, 1e-6, 0.001, 0.3, 0.999):
+        assert float(_z(alpha)) == pytest.approx(stats.norm.isf(alpha / 2), rel=RTOL, abs=0)
+
+
+@pytest.mark.parametrize("confidence", LEVELS)
+def test_newcombe_independent_kernel_matches_statsmodels(confidence: float) -> None:
+    k1, n1 = many_counts(seed=10 + int(confidence * 100))
+    rng = np.random.default_rng(int(confidence * 1000))
+    order = rng.permutation(k1.size)
+    k2, n2 = k1[order], n1[order]
+    low, high = newcombe_interval(k1, n1, k2, n2, confidence=confidence)
+    empty = (n1 == 0) | (n2 == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sm_low, sm_high = confint_proportions_2indep(
+            k1, np.where(empty, 1, n1), k2, np.where(empty, 1, n2), method="newcomb", alpha=1 - confidence
+        )
+    want_low = np.where(empty, -1.0, np.clip(sm_low, -1.0, 1.0))
+    want_high = np.where(empty, 1.0, np.clip(sm_high, -1.0, 1.0))
+    assert empty.any() and np.any((k1 == 0) & (k2 == n2) & ~empty)
+    np.testing.assert_allclose(low, want_low, rtol=RTOL, atol=0)
+    np.testing.assert_allclose(high, want_high, rtol=RTOL, atol=0)

@@ -104,3 +104,75 @@ def test_pvalues_are_probabilities(b: int, c: int, n1: int, n2: int) -> None:
     assert 0.0 <= float(mcnemar_exact(b, c)) <= 1.0
     k1, k2 = min(b, n1), min(c, n2)
     assert 0.0 <= float(unpaired_exact(k1, n1, k2, n2)) <= 1.0
+
+
+# --- the scipy.special / NumPy kernels against scipy.stats / statsmodels ----------
+#
+# mcnemar_exact evaluates the binomial CDF as betainc(n - k, k + 1, 1/2) and the
+# adjustments are written in NumPy, to keep `import robustness.stats` off scipy.stats
+# and statsmodels. Agreement below is to 1e-12 relative (seen: a few ulp for McNemar,
+# bit-for-bit for the adjustments).
+
+RTOL = 1e-12
+
+
+def discordant_counts(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random ``(b, c)`` from tiny to 10^6, near-balanced large ones, and zeros."""
+    rng = np.random.default_rng(seed)
+    b = np.concatenate([rng.integers(0, hi, 60) for hi in (4, 40, 2000, 10**6)])
+    c = np.concatenate([rng.integers(0, hi, 60) for hi in (4, 40, 2000, 10**6)])
+    near = rng.integers(10**4, 10**6, 40)
+    b = np.concatenate([b, near, [0, 0, 5, 0, 1, 10**6, 10**6]])
+    c = np.concatenate([c, np.abs(near + rng.integers(-2000, 2000, 40)), [0, 5, 0, 1, 0, 10**6, 10**6 - 3000]])
+    return b, c
+
+
+def test_mcnemar_kernel_matches_statsmodels_and_binomtest() -> None:
+    b, c = discordant_counts(seed=5)
+    ours = mcnemar_exact(b, c)
+    for i in range(b.size):
+        sm = mcnemar([[0, b[i]], [c[i], 0]], exact=True).pvalue
+        assert ours[i] == pytest.approx(sm, rel=RTOL, abs=0)
+        if b[i] + c[i]:
+            bt = stats.binomtest(int(b[i]), int(b[i] + c[i])).pvalue
+            assert ours[i] == pytest.approx(bt, rel=RTOL, abs=0)
+    assert np.any((ours > 0) & (ours < 1e-6)) and np.any((ours > 0.01) & (ours < 1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 10**6), st.integers(0, 10**6))
+def test_mcnemar_kernel_matches_scipy_binom_cdf(b: int, c: int) -> None:
+    want = 1.0 if b + c == 0 else min(1.0, 2.0 * stats.binom.cdf(min(b, c), b + c, 0.5))
+    assert float(mcnemar_exact(b, c)) == pytest.approx(want, rel=RTOL, abs=0)
+
+
+def reference_adjust(p: np.ndarray, method: str) -> np.ndarray:
+    out = p.copy()
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method=method)[1]
+    return out
+
+
+@pytest.mark.parametrize("method", ["holm", "fdr_bh"])
+def test_adjustment_kernels_match_multipletests_with_ties_and_nans(method: str) -> None:
+    rng = np.random.default_rng(6 if method == "holm" else 7)
+    for trial in range(60):  # multipletests(method="holm") runs gc.collect() on every call: keep this short
+        p = rng.random(int(rng.integers(0, 200)))
+        if trial % 2:
+            p = np.round(p, int(rng.integers(1, 3)))  # ties, many of them
+        if trial % 3 == 0 and p.size:
+            p[rng.integers(0, p.size, 3)] = np.nan
+        if trial % 5 == 0 and p.size:
+            p[rng.integers(0, p.size, 2)] = rng.choice([0.0, 1.0, 1e-300])
+        np.testing.assert_array_equal(adjust_pvalues(p, method=method), reference_adjust(p, method))
+
+
+p_lists = st.lists(st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 0.01, 0.05, 0.5, 1.0, np.nan])), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(p_lists, st.sampled_from(["holm", "fdr_bh"]))
+def test_adjustment_kernels_match_multipletests_exactly(p: list[float], method: str) -> None:
+    arr = np.asarray(p, dtype=np.float64)
+    np.testing.assert_array_equal(adjust_pvalues(arr, method=method), reference_adjust(arr, method))

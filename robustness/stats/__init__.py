@@ -1,4 +1,4 @@
-"""Statistics of a restart study, on scipy and statsmodels.
+"""Statistics of a restart study, on NumPy, scipy and statsmodels.
 
 The unit of analysis is the restart. Every function takes a
 :class:`~robustness.table.RestartTable` (``N`` restarts, columnar) or plain
@@ -15,6 +15,12 @@ NumPy arrays, and never touches storage. Results are frozen dataclasses with a
 
 Success can be re-judged at query time with a
 :class:`~robustness.criterion.Criterion`; diverged restarts always fail.
+
+Importing this package, and the default paths of :func:`cell_stats` and
+:func:`compare_arms`, load neither ``scipy.stats`` nor ``statsmodels`` (nor
+pandas), about 1.5 s of import against the 1 s budget of ``robustness stats``:
+their kernels are on ``scipy.special`` and NumPy, and the other functions
+import those libraries when called.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@
 - the expected best final metric over k restarts (Dodge et al. 2019,
   "Show Your Work: Improved Reporting of Experimental Results", EMNLP);
 - the empirical CDF of final metrics per arm.
+
+``scipy.stats`` is imported inside :func:`ecdf`, the one function that uses it:
+it costs about 1 s of import, which ``robustness stats`` must not pay on its
+default path.
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
 from robustness.criterion import Criterion
 from robustness.outcome import FrozenMap
-from robustness.stats._data import frozen_params, infer_direction, jsonable, judge, metric_values
+from robustness.stats._data import (
+    frozen_params,
+    infer_direction,
+    jsonable,
+    judge,
+    metric_values,
+)
 from robustness.stats._groups import group_rows
 from robustness.stats._intervals import binomial_interval
 from robustness.table import RestartTable
@@ -236,6 +245,8 @@ def ecdf(
     Diverged / non-finite restarts are left out unless ``fill_diverged`` is
     given. An arm with no usable values gets empty arrays.
     """
+    from scipy import stats  # here, not at the top: see the module docstring
+
     metric = metric or table.primary_metric
     values = metric_values(table, metric, fill_diverged=fill_diverged)
     out = []

@@ -5,14 +5,15 @@ Normal approximation on Cohen's effect size for proportions,
 ``statsmodels.stats.power.NormalIndPower``. It treats the arms as independent,
 so for restarts paired on their seed (analysed with McNemar's test) it is
 conservative whenever the pairs are positively correlated.
+
+statsmodels is imported inside the functions: it pulls in pandas and
+scipy.stats, about 1.5 s of import that ``robustness stats`` must not pay
+when it asks no power question.
 """
 
 from __future__ import annotations
 
 import math
-
-from statsmodels.stats.power import NormalIndPower
-from statsmodels.stats.proportion import proportion_effectsize
 
 __all__ = ["detectable_difference", "restarts_needed"]
 
@@ -39,11 +40,15 @@ def restarts_needed(
     _check(p1=p1, p2=p2, alpha=alpha, power=power)
     if p1 == p2:
         raise ValueError("p1 and p2 are equal: no number of restarts tells them apart")
+    # Imported here, not at the top: see the module docstring.
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
     h = abs(float(proportion_effectsize(p2, p1)))
     n = NormalIndPower().solve_power(
         effect_size=h, alpha=alpha, power=power, ratio=1.0, alternative="two-sided" if two_sided else "larger"
     )
-    return int(math.ceil(float(n) - 1e-9))  # the tolerance keeps an exact integer from rounding up
+    return math.ceil(float(n) - 1e-9)  # the tolerance keeps an exact integer from rounding up
 
 
 def detectable_difference(
@@ -64,6 +69,9 @@ def detectable_difference(
     _check(p1=p1, alpha=alpha, power=power)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n!r}")
+    # Imported here, not at the top: see the module docstring.
+    from statsmodels.stats.power import NormalIndPower
+
     h = NormalIndPower().solve_power(
         nobs1=n, alpha=alpha, power=power, ratio=1.0, alternative="two-sided" if two_sided else "larger"
     )
