@@ -421,10 +421,15 @@ def test_criterion_overrides_the_stored_success(store: RestartStore) -> None:
         store.read_table(study, criterion=Criterion("f1", ">", 0.5))
 
 
+def _typed(values: np.ndarray) -> list[tuple[type, Any]]:
+    # 1 == 1.0 == True in Python; a table must give back the same types too.
+    return [(type(v), v) for v in values.tolist()]
+
+
 def _assert_tables_equal(got: RestartTable, want: RestartTable) -> None:
     assert list(got.params) == list(want.params)
     for name in want.params:
-        assert got.params[name].tolist() == want.params[name].tolist(), name
+        assert _typed(got.params[name]) == _typed(want.params[name]), name
     assert list(got.metrics) == list(want.metrics)
     for name in want.metrics:
         np.testing.assert_array_equal(got.metrics[name], want.metrics[name])
@@ -472,6 +477,82 @@ def test_rows_without_a_summary_are_filled_when_read(store: RestartStore) -> Non
     engine.dispose()
     with RestartStore(store.url) as reader:
         _assert_tables_equal(reader.read_table("mixed"), RestartTable.from_outcomes(records))
+
+
+def test_an_upgrade_stopped_half_way_is_finished_by_the_next_reader(storage_url: str) -> None:
+    import sqlalchemy as sa
+
+    records = grid()
+    with RestartStore(storage_url) as store:
+        store.write_outcomes(store.open_study("half"), records)
+    engine = sa.create_engine(storage_url)
+    with engine.begin() as conn:  # as if killed after adding `cell` only
+        conn.execute(sa.text("UPDATE robustness_restarts SET cell = NULL"))
+        for name in _SUMMARY[1:]:
+            conn.execute(sa.text(f"ALTER TABLE robustness_restarts DROP COLUMN {name}"))
+    engine.dispose()
+    with RestartStore(storage_url) as store:
+        _assert_tables_equal(store.read_table("half"), RestartTable.from_outcomes(records))
+
+
+def test_the_upgrade_skips_key_rows_of_a_study_deleted_with_stock_tools(tmp_path: Any) -> None:
+    """SQLite keeps a deleted study's key rows (no cascade); the upgrade must not trip on them."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path}/deleted.db"
+    records = grid()
+    with RestartStore(url) as store:
+        store.write_outcomes(store.open_study("gone"), records[:6])
+        store.write_outcomes(store.open_study("kept"), records)
+    optuna.delete_study(study_name="gone", storage=url)
+    assert count_rows(url, "robustness_restarts") == 18  # the leftovers are there
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for name in _SUMMARY:
+            conn.execute(sa.text(f"ALTER TABLE robustness_restarts DROP COLUMN {name}"))
+    engine.dispose()
+    with RestartStore(url) as store:
+        _assert_tables_equal(store.read_table("kept"), RestartTable.from_outcomes(records))
+        assert [s.name for s in store.studies()] == ["kept"]
+        assert len(list(store.iter_outcomes("kept"))) == 12
+
+
+def test_cells_read_back_as_stock_optuna_reads_the_params(store: RestartStore) -> None:
+    """With a float distribution given, lr=1 is stored as 1.0, and read back as 1.0 like Optuna does."""
+    records = [outcome(lr=1, restart=r) for r in range(2)]
+    dists = {
+        "lr": FloatDistribution(0.0, 2.0),
+        "init": CategoricalDistribution(["he"]),
+        "clip": CategoricalDistribution([None]),
+        "schedule": CategoricalDistribution(["none"]),
+        "eta": CategoricalDistribution([None]),
+        "gamma": CategoricalDistribution([None]),
+        "seed": IntDistribution(0, 2**31 - 1),
+    }
+    study = store.open_study("typed")
+    store.write_outcomes(study, records, distributions=dists)
+    stock = optuna.load_study(study_name="typed", storage=store.url).trials[0].params["lr"]
+    got = store.read_table(study).params["lr"].tolist()
+    assert (type(stock), stock) == (float, 1.0)
+    assert [(type(v), v) for v in got] == [(float, 1.0), (float, 1.0)]
+
+
+def test_an_optuna_schema_too_old_to_write_is_a_one_line_error(tmp_path: Any) -> None:
+    """Reading needs no Optuna schema check; writing does, and reports it in one line."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path}/old-optuna.db"
+    with RestartStore(url) as store:
+        store.write_outcomes(store.open_study("s"), grid())
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'v0.9.0.a'"))
+    engine.dispose()
+    with RestartStore(url) as store:
+        assert len(store.read_table("s")) == 12
+        with pytest.raises(StorageError) as info:
+            store.open_study("s")
+    assert "\n" not in str(info.value) and "cannot open storage" in str(info.value)
 
 
 def test_reading_a_study_does_not_import_optuna(storage_url: str) -> None:

@@ -73,10 +73,14 @@ Study user attrs
 from __future__ import annotations
 
 from importlib import metadata
-
 from typing import TYPE_CHECKING, Any
 
-from robustness.storage._config import DEFAULT_STORAGE, ENV_VAR, StorageError, resolve_storage_url
+from robustness.storage._config import (
+    DEFAULT_STORAGE,
+    ENV_VAR,
+    StorageError,
+    resolve_storage_url,
+)
 from robustness.storage._keys import restart_key
 from robustness.storage._read import TOTAL_RESTARTS_ATTR, StudySummary
 from robustness.storage._store import FORMAT_ATTR, STORAGE_FORMAT, RestartStore

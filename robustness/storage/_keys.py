@@ -68,18 +68,19 @@ def restart_key(params: Mapping[str, Any], restart: int) -> str:
     return json.dumps({"params": cell, "restart": int(restart)}, sort_keys=True, separators=(",", ":"))
 
 
-def summary(outcome: RestartOutcome) -> dict[str, Any]:
+def summary(outcome: RestartOutcome, cell: Mapping[str, Any]) -> dict[str, Any]:
     """The restart's row of summary columns in ``robustness_restarts``.
 
     Everything the statistics read, in one row per restart, so reading a study is
     one indexed scan instead of a pivot over Optuna's param and attribute tables
     (10k restarts: ~1.3M rows there). Written in the transaction that writes the
-    trial, so the two never disagree. ``cell`` keeps the values as given (``lr: 1``
-    stays an int); ``metrics`` is JSON with NaN and infinities as Python writes them.
+    trial, so the two never disagree. ``cell`` is the grid coordinates as stock
+    Optuna reads them back (through the trial's distributions, so an int on a
+    float axis comes back a float); ``metrics`` is JSON with NaN and infinities
+    as Python writes them.
     """
-    cell = {str(k): plain(str(k), v) for k, v in outcome.params.items()}
     return {
-        "cell": json.dumps(cell, sort_keys=True, separators=(",", ":")),
+        "cell": json.dumps(dict(cell), sort_keys=True, separators=(",", ":")),
         "seed": int(outcome.seed),
         "restart": int(outcome.restart),
         # A diverged restart is a failure whatever the trainer said (as in the user attrs).

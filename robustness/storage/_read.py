@@ -16,7 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from robustness.criterion import OPERATORS, Criterion
-from robustness.storage._schema import RESTARTS, STUDIES, STUDY_USER_ATTRS
+from robustness.storage._schema import RESTARTS, STUDIES, STUDY_USER_ATTRS, TRIALS
 from robustness.table import RestartTable
 
 # Study attribute holding the number of restarts the search space asks for.
@@ -42,16 +42,31 @@ def done_keys(conn: sa.Connection, study_id: int) -> set[str]:
     return set(conn.execute(query).scalars())
 
 
+def _live(study_id: int) -> sa.ColumnElement[bool]:
+    """Rows of ``study_id`` whose trial exists (see :func:`unsummarized` for why not all do)."""
+    trials = sa.select(TRIALS.c.trial_id).where(TRIALS.c.study_id == study_id)
+    return sa.and_(RESTARTS.c.study_id == study_id, RESTARTS.c.trial_id.in_(trials))
+
+
 def ordered_trial_ids(conn: sa.Connection, study_id: int) -> list[int]:
     """The study's recorded restarts in write order (trial ids grow with every insert)."""
-    query = sa.select(RESTARTS.c.trial_id).where(RESTARTS.c.study_id == study_id).order_by(RESTARTS.c.trial_id)
+    query = sa.select(RESTARTS.c.trial_id).where(_live(study_id)).order_by(RESTARTS.c.trial_id)
     return list(conn.execute(query).scalars())
 
 
+def unsummarized() -> sa.Select[Any]:
+    """Trial ids of rows that lack their summary (written before storage format 2).
+
+    Only rows whose trial exists: on SQLite, stock ``optuna delete-study`` leaves a
+    deleted study's key rows behind, and there is nothing left to summarize.
+    """
+    live = sa.select(TRIALS.c.trial_id)
+    return sa.select(RESTARTS.c.trial_id).where(RESTARTS.c.cell.is_(None), RESTARTS.c.trial_id.in_(live))
+
+
 def missing_summaries(conn: sa.Connection) -> bool:
-    """Whether any row lacks its summary (written before storage format 2)."""
-    query = sa.select(RESTARTS.c.trial_id).where(RESTARTS.c.cell.is_(None)).limit(1)
-    return conn.execute(query).first() is not None
+    """Whether any live row lacks its summary."""
+    return conn.execute(unsummarized().limit(1)).first() is not None
 
 
 def study_attrs(conn: sa.Connection, study_id: int) -> dict[str, Any]:
@@ -93,7 +108,7 @@ def read_table(conn: sa.Connection, study_id: int, *, criterion: Criterion | Non
     r = RESTARTS.c
     query = (
         sa.select(r.cell, r.seed, r.restart, r.success, r.diverged, r.metrics, r.primary_metric)
-        .where(r.study_id == study_id)
+        .where(_live(study_id))
         .order_by(r.trial_id)
     )
     rows = conn.execute(query).all()

@@ -24,7 +24,7 @@ from robustness.storage._optuna_tables import (
     TRIAL_PARAMS,
     TRIAL_USER_ATTRS,
 )
-from robustness.storage._read import ordered_trial_ids
+from robustness.storage._read import ordered_trial_ids, unsummarized
 from robustness.storage._schema import RESTARTS
 
 # Trials per round of queries: bounds memory (a 100-point curve is ~100 rows)
@@ -89,11 +89,12 @@ def fill_summaries(engine: sa.Engine) -> int:
     """Write the summary columns of rows that lack them; returns how many were filled.
 
     Rows lack them in databases written before storage format 2 (and rows an older
-    version of this package writes into a newer database). Idempotent: two
-    processes filling at once write the same values.
+    version of this package writes into a newer database). Rows whose trial is gone
+    (a study deleted with stock tools, on SQLite) are left alone. Idempotent: two
+    processes filling at once write the same values, in the same (trial id) order.
     """
     with engine.connect() as conn:
-        todo = list(conn.execute(sa.select(RESTARTS.c.trial_id).where(RESTARTS.c.cell.is_(None))).scalars())
+        todo = list(conn.execute(unsummarized().order_by(RESTARTS.c.trial_id)).scalars())
     update = (
         sa.update(RESTARTS)
         .where(RESTARTS.c.trial_id == sa.bindparam("trial"))
@@ -103,7 +104,7 @@ def fill_summaries(engine: sa.Engine) -> int:
         ids = todo[start : start + OUTCOME_CHUNK]
         with engine.begin() as conn:
             rows = [
-                {"trial": t, **{f"new_{k}": v for k, v in summary(o).items()}}
+                {"trial": t, **{f"new_{k}": v for k, v in summary(o, o.params).items()}}
                 for t, o in zip(ids, outcome_chunk(conn, ids))
             ]
             conn.execute(update, rows)

@@ -47,7 +47,7 @@ STUDY_USER_ATTRS = sa.Table(
 # RestartStore.open_study clears rows left by a deleted study whose id is reused).
 # The summary columns (see _keys.summary) are what read_table reads. They are
 # nullable only because databases from before storage format 2 lack them; opening
-# such a database adds and fills them (RestartStore._upgrade).
+# such a database adds and fills them (RestartStore._open_for_writing).
 RESTARTS = sa.Table(
     "robustness_restarts",
     METADATA,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ from robustness.storage._config import (
     resolve_storage_url,
     safe_url,
 )
+from robustness.storage._keys import SUMMARY_COLUMNS
 from robustness.storage._schema import RESTARTS, STUDIES, TRIALS, create_tables
 from robustness.table import RestartTable
 
@@ -98,10 +101,18 @@ class RestartStore:
         # version-checks the schema) opens on the first write, or here when the
         # database is not yet laid out for reading (new, or from an older version).
         self._rdb_storage: optuna.storages.RDBStorage | None = None
-        try:
+        self._opening = threading.Lock()
+        with self._storage_failures():
             self._engine: sa.Engine = sa.create_engine(self.url, **engine_kwargs(self.url))
-            if not self._readable():
-                self._open_for_writing()
+            readable = self._readable()
+        if not readable:
+            self._open_for_writing()
+
+    @contextlib.contextmanager
+    def _storage_failures(self) -> Iterator[None]:
+        """Opening failures (driver, schema, Optuna's version check) as one-line StorageErrors."""
+        try:
+            yield
         except StorageError:
             raise
         except Exception as e:
@@ -110,29 +121,40 @@ class RestartStore:
             raise StorageError(f"cannot open storage {safe_url(self.url)}: {one_line(e)}") from e
 
     def _readable(self) -> bool:
-        """Whether our table, with its summary columns, is there to read from."""
+        """Whether our table, with all its summary columns, is there to read from."""
         try:
             with self._engine.connect() as conn:
-                conn.execute(sa.select(RESTARTS.c.cell).limit(0))
+                conn.execute(sa.select(*(RESTARTS.c[name] for name in SUMMARY_COLUMNS)).limit(0))
                 conn.execute(sa.select(STUDIES.c.study_id).limit(0))
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as e:
             if _unreachable(e):
                 raise
-            return False  # no such table or column
+            return False  # no such table or column (or an upgrade that stopped half-way)
         return True
 
     def _open_for_writing(self) -> optuna.storages.RDBStorage:
-        """Optuna's storage; creates or upgrades the schema, and fills old rows' summaries."""
-        if self._rdb_storage is None:
-            rdb = _open_rdb(self.url)
-            self._engine.dispose()
-            # One engine from here on (an in-memory SQLite database lives in one engine).
-            self._engine = rdb.engine
-            create_tables(self._engine)
-            enable_wal(self._engine)
-            self._rdb_storage = rdb
-            self._fill_summaries()
-        return self._rdb_storage
+        """Optuna's storage; creates or upgrades the schema, and fills old rows' summaries.
+
+        Upgrading a database from before storage format 2 writes to it, so the first
+        open of such a database needs write access, even to read.
+        """
+        with self._opening:
+            if self._rdb_storage is None:
+                with self._storage_failures():
+                    rdb = _open_rdb(self.url)
+                    try:
+                        create_tables(rdb.engine)
+                        enable_wal(rdb.engine)
+                    except BaseException:
+                        rdb.remove_session()
+                        rdb.engine.dispose()
+                        raise
+                self._engine.dispose()
+                # One engine from here on (an in-memory SQLite database lives in one engine).
+                self._engine = rdb.engine
+                self._rdb_storage = rdb
+                self._fill_summaries()
+            return self._rdb_storage
 
     @property
     def _rdb(self) -> optuna.storages.RDBStorage:

@@ -27,6 +27,7 @@ from robustness.outcome import RestartOutcome
 from robustness.storage import _encode
 from robustness.storage._keys import (
     ATTR_TRAIN_LOSS,
+    SEED_PARAM,
     SUMMARY_COLUMNS,
     restart_key,
     summary,
@@ -140,7 +141,7 @@ def write_batch(
         conn,
         RESTARTS,
         ("study_id", "restart_key", "trial_id", *SUMMARY_COLUMNS),
-        [(study_id, p.key, t, *_summary_row(p.outcome)) for t, p in zip(trial_ids, todo)],
+        [(study_id, p.key, t, *_summary_row(p.outcome, cell)) for t, p, cell in zip(trial_ids, todo, stored_cells(todo, dists))],
     )
     insert_params(conn, trial_ids, todo, dists)
     insert_values(conn, trial_ids, todo, maximize=maximize)
@@ -149,9 +150,27 @@ def write_batch(
     return len(todo)
 
 
-def _summary_row(outcome: RestartOutcome) -> tuple[Any, ...]:
-    row = summary(outcome)
+def _summary_row(outcome: RestartOutcome, cell: Mapping[str, Any]) -> tuple[Any, ...]:
+    row = summary(outcome, cell)
     return tuple(row[name] for name in SUMMARY_COLUMNS)
+
+
+def stored_cells(todo: Sequence[Prepared], dists: Mapping[str, BaseDistribution]) -> list[dict[str, Any]]:
+    """Each restart's grid coordinates as stock Optuna will read them back from its params."""
+    external: dict[tuple[str, type, Any], Any] = {}
+    cells = []
+    for p in todo:
+        cell = {}
+        for name, value in p.params.items():
+            if name == SEED_PARAM:
+                continue
+            cache_key = (name, type(value), value)
+            if cache_key not in external:
+                dist = dists[name]
+                external[cache_key] = dist.to_external_repr(_encode.internal_value(dist, value))
+            cell[name] = external[cache_key]
+        cells.append(cell)
+    return cells
 
 
 def _started(now: datetime, wall_time_s: float) -> datetime:
