@@ -403,6 +403,17 @@ def test_read_table_equals_the_table_built_in_memory(store: RestartStore) -> Non
     assert got.primary_metric == "test_accuracy"
 
 
+def test_awkward_strings_survive_the_bulk_path(store: RestartStore) -> None:
+    """Tabs, newlines, backslashes and quotes: COPY's text format on PostgreSQL must escape them."""
+    awkward = 'tab\there, new\nline, back\\slash, "quote", \\N, ünïcode'
+    records = [outcome(init=awkward, restart=r) for r in range(2)]
+    study = store.open_study("awkward")
+    store.write_outcomes(study, records)
+    assert store.read_table(study).params["init"].tolist() == [awkward, awkward]
+    assert [o.params["init"] for o in store.iter_outcomes(study)] == [awkward, awkward]
+    assert optuna.load_study(study_name="awkward", storage=store.url).trials[0].params["init"] == awkward
+
+
 def test_read_table_of_an_empty_study(store: RestartStore) -> None:
     table = store.read_table(store.open_study("empty"))
     assert len(table) == 0 and table.primary_metric == ""
