@@ -168,9 +168,10 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
-        status = "interrupted" if result.interrupted else "done"
-        click.echo(f"{status}: {result.written} restarts trained in {result.packs} packs "
-                   f"({result.already_done} were already stored) in {result.elapsed_s:.1f}s; "
+        # An interrupted sweep trained only some of its packs; say what was planned, not done.
+        trained = (f"interrupted: {result.written} restarts trained and stored, out of {result.packs} planned packs"
+                   if result.interrupted else f"done: {result.written} restarts trained in {result.packs} packs")
+        click.echo(f"{trained} ({result.already_done} were already stored) in {result.elapsed_s:.1f}s; "
                    f"study {result.study!r} has {result.recorded}/{result.total} restarts, "
                    f"{result.successes} successes ({space.success})")
         _print_cells(result.storage, result.study, by=None, criterion=None)

@@ -122,32 +122,53 @@ def _cli(*args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Pope
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
 
 
-def test_rerun_after_the_driver_was_killed_completes_without_duplicates(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'killed.db'}"
-    yaml = tmp_path / "killed.yaml"
-    # 6 packs of 2 on one CPU, each long enough (400 updates) that the driver is killed
-    # after the first packs are stored and before the last
-    yaml.write_text(TINY.format(study="killed", restarts=6, steps=400, pack=2, more_inits=""))
+def _sweep_stopped_midway(tmp_path: Path, study: str) -> tuple[subprocess.Popen, str, Path]:
+    """A sweep of 6 packs of 2 on one CPU, running, with at least one pack stored and not all."""
+    url = f"sqlite:///{tmp_path / (study + '.db')}"
+    yaml = tmp_path / f"{study}.yaml"
+    # Each pack long enough (400 updates) to stop the driver between the first and the last.
+    yaml.write_text(TINY.format(study=study, restarts=6, steps=400, pack=2, more_inits=""))
     proc = _cli("sweep", str(yaml), "--storage", url, "--num-cpus", "1", "-q")
     deadline = time.monotonic() + 300
     stored = 0
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
         try:
-            stored = len(_keys(url, "killed"))
+            stored = len(_keys(url, study))
         except Exception:  # the study may not exist yet
             continue
         if stored >= 2:
             break
     assert proc.poll() is None and 2 <= stored < 12, f"could not interrupt mid-sweep (stored {stored})"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, without any cleanup
-    proc.wait(timeout=60)
+    return proc, url, yaml
+
+
+def _rerun_completes(url: str, yaml: Path, study: str) -> None:
     rerun = _cli("sweep", str(yaml), "--storage", url, "--num-cpus", "1", "--json")
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
-    keys = _keys(url, "killed")
+    keys = _keys(url, study)
     assert len(keys) == len(set(keys)) == 12
-    assert len(optuna.load_study(study_name="killed", storage=url).trials) == 12
+    assert len(optuna.load_study(study_name=study, storage=url).trials) == 12
+
+
+def test_rerun_after_the_driver_was_killed_completes_without_duplicates(tmp_path) -> None:
+    proc, url, yaml = _sweep_stopped_midway(tmp_path, "killed")
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, without any cleanup
+    proc.wait(timeout=60)
+    _rerun_completes(url, yaml, "killed")
+
+
+def test_ctrl_c_stops_the_sweep_with_whole_packs_stored(tmp_path) -> None:
+    """Ctrl-C (SIGINT to the foreground process group): exit 130, told so, no partial pack."""
+    proc, url, yaml = _sweep_stopped_midway(tmp_path, "ctrlc")
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted:" in out and "Traceback" not in out, out
+    stored = _keys(url, "ctrlc")
+    assert 2 <= len(stored) < 12 and len(stored) % 2 == 0  # packs of 2 are written whole or not at all
+    _rerun_completes(url, yaml, "ctrlc")
 
 
 def test_sweep_on_a_two_node_cluster_with_postgresql(ray_cluster, postgres_url, tmp_path) -> None:
