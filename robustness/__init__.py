@@ -10,7 +10,6 @@ The core names are re-exported here; heavier layers live in their modules:
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 from typing import Any
 
 # Re-exported lazily (PEP 562): `import robustness` must not import torch, so that
@@ -35,13 +34,16 @@ _EXPORTS = {
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name == "__version__":
+        # Looked up on use: reading package metadata costs ~35 ms, on every command.
+        from importlib import metadata
+
+        try:
+            return metadata.version("restart-robustness")
+        except metadata.PackageNotFoundError:  # running from a source tree without installing
+            return "0.0.0"
     raise AttributeError(f"module 'robustness' has no attribute {name!r}")
 
-
-try:
-    __version__ = metadata.version("restart-robustness")
-except metadata.PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0"
 
 __all__ = [  # noqa: F822 (resolved by __getattr__)
     "SCHEDULES",
