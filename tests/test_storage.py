@@ -384,23 +384,34 @@ def test_a_minimizing_study_stores_nan_as_plus_inf(store: RestartStore) -> None:
     assert values == [math.inf, -math.inf]
 
 
-def test_read_table_equals_the_table_built_in_memory(store: RestartStore) -> None:
-    records = grid() + [outcome(lr=0.5, init="he", restart=0, clip=1.0, width=64)]
-    study = store.open_study("table")
-    store.write_outcomes(study, records)
-    got, want = store.read_table(study), RestartTable.from_outcomes(records)
-    assert len(got) == 13
-    assert list(got.params) == list(want.params) == ["clip", "eta", "gamma", "init", "lr", "schedule", "width"]
+def _typed(values: np.ndarray) -> list[tuple[type, Any]]:
+    # 1 == 1.0 == True in Python; a table must give back the same types too.
+    return [(type(v), v) for v in values.tolist()]
+
+
+def _assert_tables_equal(got: RestartTable, want: RestartTable) -> None:
+    assert list(got.params) == list(want.params)
     for name in want.params:
-        assert got.params[name].tolist() == want.params[name].tolist(), name
-    assert got.params["width"].tolist() == [None] * 12 + [64]
+        assert _typed(got.params[name]) == _typed(want.params[name]), name
     assert list(got.metrics) == list(want.metrics)
     for name in want.metrics:
         np.testing.assert_array_equal(got.metrics[name], want.metrics[name])
     for column in ("restart", "seed", "diverged", "success"):
         np.testing.assert_array_equal(getattr(got, column), getattr(want, column))
         assert getattr(got, column).dtype == getattr(want, column).dtype
+    assert got.primary_metric == want.primary_metric
+
+
+def test_read_table_equals_the_table_built_in_memory(store: RestartStore) -> None:
+    records = grid() + [outcome(lr=0.5, init="he", restart=0, clip=1.0, width=64)]
+    study = store.open_study("table")
+    store.write_outcomes(study, records)
+    got, want = store.read_table(study), RestartTable.from_outcomes(records)
+    assert len(got) == 13
+    assert list(got.params) == ["clip", "eta", "gamma", "init", "lr", "schedule", "width"]
+    assert got.params["width"].tolist() == [None] * 12 + [64]
     assert got.primary_metric == "test_accuracy"
+    _assert_tables_equal(got, want)
 
 
 def test_awkward_strings_survive_the_bulk_path(store: RestartStore) -> None:
@@ -430,23 +441,6 @@ def test_criterion_overrides_the_stored_success(store: RestartStore) -> None:
     assert store.read_table(study, criterion=Criterion("test_accuracy", ">=", 0.85)).success.sum() == 6
     with pytest.raises(StorageError, match="no metric 'f1'"):
         store.read_table(study, criterion=Criterion("f1", ">", 0.5))
-
-
-def _typed(values: np.ndarray) -> list[tuple[type, Any]]:
-    # 1 == 1.0 == True in Python; a table must give back the same types too.
-    return [(type(v), v) for v in values.tolist()]
-
-
-def _assert_tables_equal(got: RestartTable, want: RestartTable) -> None:
-    assert list(got.params) == list(want.params)
-    for name in want.params:
-        assert _typed(got.params[name]) == _typed(want.params[name]), name
-    assert list(got.metrics) == list(want.metrics)
-    for name in want.metrics:
-        np.testing.assert_array_equal(got.metrics[name], want.metrics[name])
-    for column in ("restart", "seed", "diverged", "success"):
-        np.testing.assert_array_equal(getattr(got, column), getattr(want, column))
-    assert got.primary_metric == want.primary_metric
 
 
 _SUMMARY = ("cell", "seed", "restart", "success", "diverged", "metrics", "primary_metric")

@@ -38,10 +38,6 @@ __all__ = [
     "ratio_paired_interval",
 ]
 
-# Our names -> statsmodels' proportion_confint names ("beta" is Clopper-Pearson).
-INTERVAL_METHODS = {"wilson": "wilson", "clopper-pearson": "beta"}
-
-
 def binomial_interval(
     successes: ArrayLike, n: ArrayLike, *, method: str = "wilson", confidence: float = 0.95
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -65,9 +61,8 @@ def binomial_interval(
     alpha = 1.0 - check_confidence(confidence)
     k, n = _counts(successes, n)
     empty = n == 0
-    kernel = _wilson if method == "wilson" else _clopper_pearson
     with np.errstate(divide="ignore", invalid="ignore"):
-        low, high = kernel(k, np.where(empty, 1.0, n), alpha)
+        low, high = INTERVAL_METHODS[method](k, np.where(empty, 1.0, n), alpha)
     low = np.where(k == 0, 0.0, np.clip(low, 0.0, 1.0))
     high = np.where(k == n, 1.0, np.clip(high, 0.0, 1.0))
     return np.where(empty, 0.0, low), np.where(empty, 1.0, high)
@@ -248,6 +243,10 @@ def _clopper_pearson(k: np.ndarray, n: np.ndarray, alpha: float) -> tuple[np.nda
     ``k = n`` (upper), where the caller puts 0 and 1.
     """
     return betaincinv(k, n - k + 1, alpha / 2.0), betainccinv(k + 1, n - k, alpha / 2.0)
+
+
+# Method name -> its limits ``(k, n, alpha)`` for ``n > 0``: what ``binomial_interval`` accepts.
+INTERVAL_METHODS = {"wilson": _wilson, "clopper-pearson": _clopper_pearson}
 
 
 def _wilson_z(k: np.ndarray, n: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,9 +25,6 @@ from scipy.special import betainc
 
 __all__ = ["ADJUSTMENTS", "UNPAIRED_TESTS", "adjust_pvalues", "mcnemar_exact", "unpaired_exact"]
 
-# Our names -> statsmodels' multipletests names (the methods implemented below);
-# "none" leaves p-values as they are.
-ADJUSTMENTS = {"holm": "holm", "fdr_bh": "fdr_bh", "bh": "fdr_bh", "none": None}
 UNPAIRED_TESTS = ("fisher", "boschloo")
 
 
@@ -112,8 +109,8 @@ def adjust_pvalues(p_values: ArrayLike, *, method: str = "holm") -> np.ndarray:
     p = np.asarray(p_values, dtype=np.float64).reshape(-1)
     out = p.copy()
     ok = ~np.isnan(p)
-    if ADJUSTMENTS[method] is not None and ok.any():
-        adjust = _holm if ADJUSTMENTS[method] == "holm" else _benjamini_hochberg
+    adjust = ADJUSTMENTS[method]
+    if adjust is not None and ok.any():
         order = np.argsort(p[ok])
         adjusted = np.empty(order.size)
         adjusted[order] = np.minimum(adjust(p[ok][order]), 1.0)
@@ -131,3 +128,8 @@ def _benjamini_hochberg(p_sorted: np.ndarray) -> np.ndarray:
     m = p_sorted.size
     raw = p_sorted / (np.arange(1, m + 1) / float(m))
     return np.minimum.accumulate(raw[::-1])[::-1]
+
+
+# Method name (statsmodels' multipletests names, plus the alias "bh") -> the
+# adjustment of ascending p-values; "none" leaves p-values as they are.
+ADJUSTMENTS = {"holm": _holm, "fdr_bh": _benjamini_hochberg, "bh": _benjamini_hochberg, "none": None}

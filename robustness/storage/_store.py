@@ -161,6 +161,7 @@ class RestartStore:
         return self._open_for_writing()
 
     def _fill_summaries(self) -> None:
+        """Fill the summaries of rows an older version wrote (the columns exist once readable)."""
         with database_errors(self.url, "upgrading restart summaries"):
             with self._engine.connect() as conn:
                 if not _read.missing_summaries(conn):
@@ -280,7 +281,6 @@ class RestartStore:
                     table = _read.read_table(conn, study_id, criterion=criterion)
                 if table is None:
                     # Rows written by an older version: fill their summaries, read again.
-                    self._open_for_writing()
                     self._fill_summaries()
                     with self._engine.connect() as conn:
                         table = _read.read_table(conn, study_id, criterion=criterion)
@@ -301,11 +301,7 @@ class RestartStore:
 
     def studies(self) -> list[_read.StudySummary]:
         """Every study in the storage with its restart, success and divergence counts."""
-        with database_errors(self.url, "listing studies"), self._engine.connect() as conn:
-            stale = _read.missing_summaries(conn)
-        if stale:
-            self._open_for_writing()
-            self._fill_summaries()
+        self._fill_summaries()  # counts come from the summary columns
         with database_errors(self.url, "listing studies"), self._engine.connect() as conn:
             return _read.studies(conn)
 

@@ -135,15 +135,16 @@ def write_batch(
         [p.params for p in todo], given=given, existing=latest_distributions(conn, study_id)
     )
     trial_ids = insert_trials(conn, study_id, todo)
+    internal, cells = encode_params(todo, dists)
     # The key rows (with the summary the read path uses) go in before the bulk of
     # the data: a conflicting writer fails early.
     bulk_insert(
         conn,
         RESTARTS,
         ("study_id", "restart_key", "trial_id", *SUMMARY_COLUMNS),
-        [(study_id, p.key, t, *_summary_row(p.outcome, cell)) for t, p, cell in zip(trial_ids, todo, stored_cells(todo, dists))],
+        [(study_id, p.key, t, *_summary_row(p.outcome, cell)) for t, p, cell in zip(trial_ids, todo, cells)],
     )
-    insert_params(conn, trial_ids, todo, dists)
+    insert_params(conn, trial_ids, internal, dists)
     insert_values(conn, trial_ids, todo, maximize=maximize)
     insert_user_attrs(conn, trial_ids, todo)
     insert_curves(conn, trial_ids, todo)
@@ -155,22 +156,26 @@ def _summary_row(outcome: RestartOutcome, cell: Mapping[str, Any]) -> tuple[Any,
     return tuple(row[name] for name in SUMMARY_COLUMNS)
 
 
-def stored_cells(todo: Sequence[Prepared], dists: Mapping[str, BaseDistribution]) -> list[dict[str, Any]]:
-    """Each restart's grid coordinates as stock Optuna will read them back from its params."""
-    external: dict[tuple[str, type, Any], Any] = {}
-    cells = []
+def encode_params(
+    todo: Sequence[Prepared], dists: Mapping[str, BaseDistribution]
+) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
+    """Each restart's params in Optuna's float representation, and its cell as stock
+    Optuna reads it back from them (seed left out); one conversion per distinct value."""
+    seen: dict[tuple[str, type, Any], tuple[float, Any]] = {}
+    internal, cells = [], []
     for p in todo:
-        cell = {}
+        floats, cell = {}, {}
         for name, value in p.params.items():
-            if name == SEED_PARAM:
-                continue
             cache_key = (name, type(value), value)
-            if cache_key not in external:
-                dist = dists[name]
-                external[cache_key] = dist.to_external_repr(_encode.internal_value(dist, value))
-            cell[name] = external[cache_key]
+            if cache_key not in seen:
+                as_float = _encode.internal_value(dists[name], value)
+                seen[cache_key] = (as_float, dists[name].to_external_repr(as_float))
+            floats[name], external = seen[cache_key]
+            if name != SEED_PARAM:
+                cell[name] = external
+        internal.append(floats)
         cells.append(cell)
-    return cells
+    return internal, cells
 
 
 def _started(now: datetime, wall_time_s: float) -> datetime:
@@ -254,17 +259,15 @@ def _copy_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str], row
 
 
 def insert_params(
-    conn: sa.Connection, trial_ids: Sequence[int], todo: Sequence[Prepared], dists: Mapping[str, BaseDistribution]
+    conn: sa.Connection,
+    trial_ids: Sequence[int],
+    internal: Sequence[Mapping[str, float]],
+    dists: Mapping[str, BaseDistribution],
 ) -> None:
     as_json = {name: distribution_to_json(d) for name, d in dists.items()}
-    internal: dict[tuple[str, type, Any], float] = {}
-    rows = []
-    for trial_id, p in zip(trial_ids, todo):
-        for name, value in p.params.items():
-            cache_key = (name, type(value), value)
-            if cache_key not in internal:
-                internal[cache_key] = _encode.internal_value(dists[name], value)
-            rows.append((trial_id, name, internal[cache_key], as_json[name]))
+    rows = [
+        (trial_id, name, value, as_json[name]) for trial_id, params in zip(trial_ids, internal) for name, value in params.items()
+    ]
     bulk_insert(conn, TRIAL_PARAMS, ("trial_id", "param_name", "param_value", "distribution_json"), rows)
 
 
