@@ -2,7 +2,7 @@
 
 Nothing here re-implements a training step. A pack is the library's own
 ``PackTrainer`` (timed through ``run(until=step + k)``); the loop baseline is
-the body of ``robustness.reference.train_single``: an ``nn.Module``,
+the body of ``robustness.training.reference.train_single``: an ``nn.Module``,
 ``make_optimizer`` (``torch.optim`` inside ``GradientNoise``) and the same
 ``BatchOrder``, stepped one batch at a time.
 
@@ -32,13 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustness.criterion import Criterion
-from robustness.data import Dataset, DataError
-from robustness.models import init_module
 from robustness.noise import NoiseSchedule
-from robustness.pack import BatchOrder, PackTrainer, TrainConfig
-from robustness.reference import make_optimizer
-from robustness.spec import RestartSpec, derived_seeds
-from robustness.tasks import DeepMLPTask
+from robustness.training.data import DataError, Dataset
+from robustness.training.models import init_module
+from robustness.training.pack import BatchOrder, PackTrainer, TrainConfig
+from robustness.training.reference import make_optimizer
+from robustness.training.spec import RestartSpec, derived_seeds
+from robustness.training.tasks import DeepMLPTask
 
 # The shared offline MNIST copy, as seen from <repo>/benchmarks/<script>.py.
 REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

@@ -39,9 +39,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: find _common next to it
 
-import _common as C  # noqa: E402
+import _common as C
 
-from robustness.noise import AnnealedNoise, NoNoise  # noqa: E402
+from robustness.noise import AnnealedNoise, NoNoise
 
 NOISY, CLEAN = AnnealedNoise(eta=0.3), NoNoise()  # the paper's best MNIST setting against the baseline
 

@@ -30,11 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import optuna  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from bench_storage import synthetic_outcomes  # noqa: E402
+import optuna
+import sqlalchemy as sa
+from bench_storage import synthetic_outcomes
 
-from robustness.storage import RestartStore, _write  # noqa: E402
+from robustness.storage import RestartStore, _write
 
 
 def _executemany(conn: sa.Connection, table: sa.Table, columns: list[str], rows: list[tuple]) -> None:

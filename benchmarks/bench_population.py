@@ -5,7 +5,7 @@ Workload: the paper's deep MNIST net (20 x 50 ReLU), batch 128, SGD, clipping at
 in one process, in interleaved rounds (median over rounds):
 
 - the loop: ``nn.Module`` + ``torch.optim.SGD`` in ``GradientNoise``, one restart
-  per step, exactly the step of ``robustness.reference.train_single``;
+  per step, exactly the step of ``robustness.training.reference.train_single``;
 - packs of R restarts (``PackTrainer.run``), R in {1, 8, 64, 256} (+1024 on CUDA);
 - a large square fp32 GEMM on the same device: the FLOP/s ceiling.
 
@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: find _common next to it
 
-import _common as C  # noqa: E402
+import _common as C
 
-from robustness.noise import AnnealedNoise  # noqa: E402
+from robustness.noise import AnnealedNoise
 
 SCHEDULE = AnnealedNoise(eta=0.3)  # the paper's best MNIST setting; gamma = 0.55
 QUICK_BUDGET_S = 45.0  # leaves ~15 s of the 60 s for imports, data loading and output

@@ -32,7 +32,7 @@ import numpy as np
 
 
 def synthetic(n_restarts: int, seed: int = 0) -> list:
-    from robustness.outcome import CurvePoint, RestartOutcome
+    from robustness.records import CurvePoint, RestartOutcome
 
     rng = np.random.default_rng(seed)
     cells = [

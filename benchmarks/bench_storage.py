@@ -35,11 +35,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import optuna  # noqa: E402
+import optuna
 
-from robustness.outcome import CurvePoint, RestartOutcome  # noqa: E402
-from robustness.storage import RestartStore, to_frozen_trial  # noqa: E402
-from robustness.storage._encode import build_distributions, trial_params  # noqa: E402
+from robustness.records import CurvePoint, RestartOutcome
+from robustness.storage import RestartStore, to_frozen_trial
+from robustness.storage._encode import build_distributions, trial_params
 
 WRITE_TARGET = 50.0
 READ_TARGET = 20.0

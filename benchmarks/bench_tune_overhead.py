@@ -42,8 +42,8 @@ pack_size: {pack}
 
 
 def _train_in_process(space) -> float:
-    from robustness.pack import train_pack
-    from robustness.plan import training_setup
+    from robustness.study.plan import training_setup
+    from robustness.training.pack import train_pack
 
     task, config = training_setup(space)
     data = task.load_data()
@@ -56,8 +56,8 @@ def _train_in_process(space) -> float:
 
 
 def measure(pack: int, restarts: int, storage_dir: Path) -> dict:
-    from robustness.search_space import parse_search_space
-    from robustness.sweep import run_sweep
+    from robustness.study.search_space import parse_search_space
+    from robustness.study.sweep import run_sweep
 
     space = parse_search_space(SPACE.format(pack=pack, restarts=restarts))
     n = len(space.restart_specs())

@@ -36,7 +36,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self._rebuild = rebuild
         super().__init__(*args, **kwargs)
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server name
+    def do_GET(self) -> None:
         if self.path.split("?")[0] in ("/", f"/{REPORT_NAME}"):
             try:
                 self._rebuild()

@@ -1,10 +1,11 @@
 """Hyperparameter robustness studies: success rates across random restarts, with and
 without annealed gradient noise (Neelakantan et al., 2015, arXiv 1511.06807).
 
-The core names are re-exported here; heavier layers live in their modules:
-``robustness.pack`` (restart packs), ``robustness.sweep`` (Ray Tune),
+The core names are re-exported here; the layers live in folders by role:
+``robustness.training`` (restart packs, models, tasks, data), ``robustness.study``
+(search spaces, planning, the Ray Tune sweep), ``robustness.noise``,
 ``robustness.storage`` (Optuna SQL storage), ``robustness.stats``,
-``robustness.report``.
+``robustness.figures`` and ``robustness.report``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 # commands that only read storage (`robustness stats`, `status`) start fast.
 _EXPORTS = {
     "Criterion": "robustness.criterion",
-    "CurvePoint": "robustness.outcome",
-    "FrozenMap": "robustness.outcome",
-    "RestartOutcome": "robustness.outcome",
-    "RestartSpec": "robustness.spec",
+    "CurvePoint": "robustness.records",
+    "FrozenMap": "robustness.records",
+    "RestartOutcome": "robustness.records",
+    "RobustnessError": "robustness.errors",
+    "RestartSpec": "robustness.training.spec",
     "SCHEDULES": "robustness.noise",
     "AnnealedNoise": "robustness.noise",
     "ConstantNoise": "robustness.noise",
@@ -45,7 +47,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'robustness' has no attribute {name!r}")
 
 
-__all__ = [  # noqa: F822 (resolved by __getattr__)
+__all__ = [
     "SCHEDULES",
     "AnnealedNoise",
     "ConstantNoise",
@@ -57,6 +59,7 @@ __all__ = [  # noqa: F822 (resolved by __getattr__)
     "NoiseSchedule",
     "RestartOutcome",
     "RestartSpec",
+    "RobustnessError",
     "make_schedule",
     "register_schedule",
 ]

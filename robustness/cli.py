@@ -16,44 +16,31 @@ from typing import Any
 
 import click
 
-from robustness._format import COMPARISON_COLUMNS, comparison_rows, comparison_text, flatten_cells, render, text_table
+from robustness._format import (
+    COMPARISON_COLUMNS,
+    comparison_rows,
+    comparison_text,
+    flatten_cells,
+    render,
+    text_table,
+)
+from robustness.errors import RobustnessError
 
 _EPILOG_HINT = "Run 'robustness COMMAND --help' for a command's options and an example."
 
 
-class OptionError(ValueError):
+class OptionError(RobustnessError, ValueError):
     """An option the library rejected (an unknown axis, say)."""
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from robustness.data import DataError
-    from robustness.search_space import SearchSpaceError
-    from robustness.storage import StorageError
-
-    errors: list[type[BaseException]] = [DataError, SearchSpaceError, StorageError, OptionError]
-    try:
-        from robustness.report import ReportError
-
-        errors.append(ReportError)
-    except ImportError:  # plotly missing: only the report needs it
-        pass
-    try:
-        from robustness.sweep import SweepError
-
-        errors.append(SweepError)
-    except ImportError:  # Ray missing: only the sweep command needs it
-        pass
-    return tuple(errors)
-
-
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Library errors -> 'Error: <one line>' and exit 2."""
+    """Library errors (:class:`~robustness.errors.RobustnessError`) -> 'Error: <one line>' and exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except _user_errors() as e:
+        except RobustnessError as e:
             message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             click.echo(f"Error: {message}", err=True)
             sys.exit(2)
@@ -97,7 +84,7 @@ def main() -> None:
 @handle_errors
 def validate(file: str, as_json: bool, max_cells: int | None) -> None:
     """Check a search-space FILE and print its cells and restart counts."""
-    from robustness.search_space import load_search_space
+    from robustness.study.search_space import load_search_space
 
     space = load_search_space(file, max_cells=max_cells)
     summary = space.summary()
@@ -142,8 +129,8 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
     import optuna
     from tqdm import tqdm
 
-    from robustness.search_space import load_search_space
-    from robustness.sweep import run_sweep
+    from robustness.study.search_space import load_search_space
+    from robustness.study.sweep import run_sweep
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar says what happens
     space = load_search_space(file)
@@ -417,7 +404,7 @@ def download_mnist_cmd(data_dir: str | None) -> None:
     """Download the published MNIST files and verify their md5 checksums."""
     from pathlib import Path
 
-    from robustness.data import default_data_dir, download_mnist
+    from robustness.training.data import default_data_dir, download_mnist
 
     dest = Path(data_dir) / "mnist" if data_dir else default_data_dir() / "mnist"
     click.echo(f"MNIST verified in {download_mnist(dest)}")

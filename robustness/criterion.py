@@ -11,10 +11,8 @@ import dataclasses
 import math
 import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from robustness.outcome import RestartOutcome
+from robustness.records import RestartOutcome
 
 __all__ = ["Criterion", "OPERATORS"]
 

@@ -18,9 +18,7 @@ import datetime as dt
 import html
 import os
 import re
-import sys
 import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -32,9 +30,10 @@ import plotly.offline
 
 from robustness import figures
 from robustness.criterion import OPERATORS, Criterion
+from robustness.errors import RobustnessError
 from robustness.figures import Curves, PaperTables
 from robustness.figures._common import fmt, setting_label
-from robustness.outcome import RestartOutcome
+from robustness.records import RestartOutcome
 from robustness.stats import cell_stats
 from robustness.table import RestartTable
 
@@ -56,7 +55,7 @@ _PLOT_CONFIG = {"displaylogo": False, "responsive": True, "showSendToCloud": Fal
 _CRITERION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 
 
-class ReportError(ValueError):
+class ReportError(RobustnessError, ValueError):
     """A report cannot be made (no restarts, unwritable path, malformed criterion). The message is one line."""
 
 
@@ -129,7 +128,6 @@ def write_report(
     *,
     criterion: Criterion | str | None = None,
     thresholds: Sequence[float] | None = None,
-    progress: bool = False,
 ) -> Path:
     """Read ``study`` from storage and write its report to ``path`` atomically; return the path.
 
@@ -142,12 +140,13 @@ def write_report(
         ReportError: no restarts, a malformed criterion, or ``path`` cannot be written.
         StorageError: the storage or the study cannot be read.
     """
-    from robustness.storage import RestartStore  # storage (optuna, SQLAlchemy) only when reading from it
+    from robustness.storage import (
+        RestartStore,  # storage (optuna, SQLAlchemy) only when reading from it
+    )
 
     path = Path(path).expanduser().resolve()
     if not path.parent.is_dir():  # fail before reading the whole study, not after
         raise ReportError(f"cannot write {path}: no directory {path.parent}")
-    say = _progress(progress)
     store = store_or_url if isinstance(store_or_url, RestartStore) else RestartStore(store_or_url)
     try:
         attrs = store.study_attrs(study)
@@ -159,17 +158,12 @@ def write_report(
         elif isinstance(criterion, str):
             criterion = parse_criterion(criterion)
         table = store.read_table(study, criterion=criterion)
-        say(f"read {len(table)} restarts")
         curves = figures.curve_arrays(store.iter_outcomes(study))
-        say(f"read learning curves of {sum(v.shape[0] for _, v in curves.values())} restarts")
     finally:
         if store is not store_or_url:
             store.close()
     page = build_report(table, curves, study=str(study), criterion=criterion, thresholds=thresholds, steps=_study_steps(attrs))
-    say(f"built the report ({len(page) / 1e6:.1f} MB)")
-    out = _write_atomically(path, page)
-    say(f"wrote {out}")
-    return out
+    return _write_atomically(path, page)
 
 
 # -- pieces of the page ---------------------------------------------------------------------
@@ -339,13 +333,3 @@ def _write_atomically(path: Path, text: str) -> Path:
             raise ReportError(f"cannot write {path}: {e.strerror or e}") from e
         raise
     return path
-
-
-def _progress(enabled: bool) -> Any:
-    start = time.perf_counter()
-
-    def say(message: str) -> None:
-        if enabled:
-            print(f"[report {time.perf_counter() - start:6.2f}s] {message}", file=sys.stderr, flush=True)
-
-    return say

@@ -2,7 +2,7 @@
 
 Reading 10k restarts through Optuna's trial objects is slow, so storage's fast
 path returns this table directly from SQL, and :func:`RestartTable.from_outcomes`
-builds the same table from in-memory :class:`~robustness.outcome.RestartOutcome`
+builds the same table from in-memory :class:`~robustness.records.RestartOutcome`
 records. Every array has shape ``(num_restarts,)``.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from robustness.outcome import RestartOutcome
+from robustness.records import RestartOutcome
 
 __all__ = ["RestartTable"]
 

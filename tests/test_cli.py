@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from robustness.cli import main
-from robustness.outcome import CurvePoint, RestartOutcome
+from robustness.records import CurvePoint, RestartOutcome
 from robustness.stats import cell_stats, compare_arms, restarts_needed
 from robustness.storage import RestartStore
 
@@ -186,3 +186,24 @@ def test_options_the_statistics_reject_are_one_line_errors(study_url: str, args:
     code, out, err = run(*args, "--storage", study_url)
     assert code == 2 and out == ""
     assert err.startswith("Error: ") and err.count("\n") == 1, err
+
+
+def test_every_user_facing_error_has_the_one_base_class_the_cli_catches() -> None:
+    from robustness.errors import RobustnessError
+    from robustness.report import ReportError
+    from robustness.storage import StorageError
+    from robustness.study.search_space import SearchSpaceError
+    from robustness.study.sweep import SweepError
+    from robustness.training.data import DataError
+
+    for cls in (DataError, ReportError, SearchSpaceError, StorageError, SweepError):
+        assert issubclass(cls, RobustnessError), cls.__name__
+    # anything else is a bug and keeps its traceback: the CLI does not swallow it
+    import robustness.cli as cli
+
+    @cli.handle_errors
+    def boom() -> None:
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        boom()

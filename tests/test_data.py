@@ -1,4 +1,4 @@
-"""Tests for robustness.data: IDX files, MNIST (offline copy and a local mirror), digits."""
+"""Tests for robustness.training.data: IDX files, MNIST (offline copy and a local mirror), digits."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robustness import data
-from robustness.data import DataError, Dataset, read_idx, write_idx
+from robustness.training import data
+from robustness.training.data import DataError, Dataset, read_idx, write_idx
 
 # CI clones the repository with shared/ beside it; the files are never copied in.
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"

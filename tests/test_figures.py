@@ -34,7 +34,7 @@ from robustness.figures import (
     schedule_data,
     update_grid,
 )
-from robustness.outcome import CurvePoint, RestartOutcome
+from robustness.records import CurvePoint, RestartOutcome
 from robustness.stats import binomial_interval
 from robustness.table import RestartTable
 
@@ -304,3 +304,31 @@ def _outcomes_of(table: RestartTable) -> list[RestartOutcome]:
         )
         for i in range(len(table))
     ]
+
+
+def test_a_schedule_with_its_own_parameter_is_an_arm_in_every_figure() -> None:
+    import dataclasses
+
+    from robustness.figures import forest_data, heatmap_data
+    from robustness.noise import NoiseSchedule, register_schedule
+
+    @register_schedule("test_figures_linear_decay")
+    @dataclasses.dataclass(frozen=True)
+    class LinearDecay(NoiseSchedule):
+        eta: float
+        steps: int
+
+        def variance(self, t: int) -> float:
+            return self.eta * max(0.0, 1 - t / self.steps)
+
+    none = {**NONE, "steps": None}
+    arms = [{"schedule": "test_figures_linear_decay", "eta": 0.25, "gamma": None, "steps": s} for s in (4, 8)]
+    table = RestartTable.from_outcomes(cell(none, [False] * 4) + cell(arms[0], [True] * 3 + [False])
+                                       + cell(arms[1], [True] * 4))
+    data = schedule_data(table, steps=8)
+    assert data.labels == ("none", "test_figures_linear_decay η=0.25 steps=4", "test_figures_linear_decay η=0.25 steps=8")
+    np.testing.assert_allclose(data.sigma[1], np.sqrt(0.25 * np.clip(1 - np.arange(9) / 4, 0, None)))
+    np.testing.assert_array_equal(data.successes, [0, 3, 4])
+    forest = forest_data(table)
+    assert len(forest.labels) == 2  # both arms compared with the baseline, none unmatched
+    assert len(heatmap_data(table).arm_labels) == 3  # three arms side by side

@@ -1,5 +1,6 @@
-"""Restart packs: a restart in a pack equals the same restart trained alone,
-diverged restarts are isolated, and a pack resumes bit-identically."""
+"""Restart packs: a restart's outcome does not depend on its pack (bit for bit), each
+update matches the plain loop, diverged restarts are isolated, and a pack resumes
+bit-identically."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import pytest
 import torch
 
 from robustness.criterion import Criterion
-from robustness.data import load_dataset
 from robustness.noise import AnnealedNoise, ConstantNoise, NoNoise
-from robustness.pack import PackTrainer, TrainConfig, train_pack
-from robustness.reference import train_single
-from robustness.spec import RestartSpec, restart_seed
-from robustness.tasks import DeepMLPTask
+from robustness.training.config import TrainConfig
+from robustness.training.data import load_dataset
+from robustness.training.pack import PackTrainer, train_pack
+from robustness.training.reference import train_single
+from robustness.training.spec import RestartSpec, restart_seed
+from robustness.training.tasks import DeepMLPTask
 
 TASK = DeepMLPTask(dataset="digits", depth=6, width=32)
 CRIT = Criterion("test_accuracy", ">=", 0.5)
@@ -25,67 +27,105 @@ def data():
     return load_dataset("digits")
 
 
-def _specs(lr: float, R: int = 8) -> list[RestartSpec]:
+def _specs(lr: float, R: int = 8, clips: list[float | None] | None = None) -> list[RestartSpec]:
     schedules = [NoNoise(), AnnealedNoise(eta=0.3), ConstantNoise(eta=0.01), AnnealedNoise(eta=1.0, gamma=0.3)]
     inits = ["he", "simple", "random_walk", "zero"]
     # tight clip thresholds so clipping is active on most steps (unclipped, noisy, high-lr
     # restarts are chaotic: float rounding differences grow past any tolerance)
-    clips = [0.5, 1.0, 2.0, 0.2]
+    clips = clips or [0.5, 1.0, 2.0, 0.2]
     return [
         RestartSpec.make(restart=k, lr=lr * (1 + 0.5 * (k % 3)), schedule=schedules[k % 4], clip_norm=clips[(k // 2) % 4], init=inits[(k + 1) % 4])
         for k in range(R)
     ]
 
 
-def _assert_same(a, b, *, rtol: float = 2e-4) -> None:
+def _assert_close(a, b, *, rtol: float = 1e-5) -> None:
+    """Equal up to float summation order: only for runs too short to amplify it (see below)."""
     assert a.params == b.params and a.seed == b.seed and a.diverged == b.diverged
     for name in ("test_loss", "train_loss"):
-        assert a.metrics[name] == pytest.approx(b.metrics[name], rel=rtol, abs=1e-6), name
-    # accuracy is a step function of the logits: float noise may flip one of the 450 test examples
+        assert a.metrics[name] == pytest.approx(b.metrics[name], rel=rtol, abs=1e-7), name
+    # accuracy is a step function of the logits: a rounding difference may flip one of the 450 test examples
     assert a.metrics["test_accuracy"] == pytest.approx(b.metrics["test_accuracy"], abs=1.5 / 450)
     assert [p.step for p in a.curve] == [p.step for p in b.curve]
     for p, q in zip(a.curve, b.curve):
-        assert p.train_loss == pytest.approx(q.train_loss, rel=rtol, abs=1e-6)
-        assert p.metric == pytest.approx(q.metric, abs=1.5 / 450)  # at most one test example flips
+        assert p.train_loss == pytest.approx(q.train_loss, rel=rtol, abs=1e-7)
+        assert p.metric == pytest.approx(q.metric, abs=1.5 / 450)
 
 
+def _bits(o) -> tuple:
+    """Everything a restart's outcome says, NaN-safe, for exact comparison (wall time aside)."""
+    def as_bits(x: float) -> int:
+        return torch.tensor(float(x), dtype=torch.float64).view(torch.int64).item()
+
+    metrics = tuple((k, as_bits(v)) for k, v in sorted(o.metrics.items()))
+    curve = tuple((p.step, as_bits(p.train_loss), as_bits(p.metric)) for p in o.curve)
+    return o.params, o.seed, o.diverged, o.diverged_step, metrics, curve
+
+
+# --- a restart's outcome does not depend on its pack (bit for bit) ----------------------------------
+# Retries, resumes and extended studies put a restart into another pack than the
+# one it would have had: another size, other neighbours, another position. Every
+# restart-wise kernel of the pack (bmm, row norms, per-row noise) computes row r
+# from row r alone, so its result must be identical, not merely close. This holds
+# on any CPU; it is the exact form of "a restart in a pack equals it alone".
+PLACEMENT_CONFIGS = [
+    # a regime where momentum, noise and large steps make the run chaotic: any
+    # difference at all would be amplified past every tolerance within 60 updates
+    (TrainConfig(steps=60, batch_size=32, eval_every=20, optimizer="sgd", momentum=0.9), 0.05),
+    (TrainConfig(steps=60, batch_size=32, eval_every=20, optimizer="adam"), 0.01),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("config,lr", PLACEMENT_CONFIGS, ids=["sgd-momentum", "adam"])
+def test_a_restarts_outcome_does_not_depend_on_its_pack(data, config, lr, threads) -> None:
+    specs = _specs(lr, clips=[0.5, None, 2.0, 10.0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        full = [_bits(o) for o in train_pack(TASK, specs, config, criterion=CRIT, data=data)]
+        for chosen in ([5], [2], [7, 1, 5], list(range(8))[::-1]):
+            pack = train_pack(TASK, [specs[i] for i in chosen], config, criterion=CRIT, data=data)
+            for i, o in zip(chosen, pack):
+                assert _bits(o) == full[i], f"restart {i} changed when packed with {chosen}"
+    finally:
+        torch.set_num_threads(before)
+    # the runs really differ from one another, and some really clip (the check is not vacuous)
+    assert len({b[4] for b in full}) == 8
+
+
+# --- against the plain loop: per update, in a regime too short to amplify rounding -------------------
+# The pack and the plain nn.Module + torch.optim + GradientNoise loop run different
+# kernels (one fused clip norm vs. per-parameter norms, bmm vs. mm), whose float
+# sums are ordered differently on different CPUs. Over long noisy runs with momentum,
+# those last-bit differences grow chaotically (3% after 40 updates was seen on an
+# AMD CPU), so the two are compared update by update over the first 5 updates with
+# a small learning rate, where a difference of one rounding step stays one.
 @pytest.mark.parametrize(
     "config,lr",
     [
-        # lr small enough that momentum + noise don't make the runs explode: an exploding run
-        # amplifies float rounding (summation order) past any tolerance, and says nothing.
-        (TrainConfig(steps=40, batch_size=32, eval_every=10, optimizer="sgd", momentum=0.9), 0.005),
-        (TrainConfig(steps=40, batch_size=32, eval_every=10, optimizer="adam"), 0.003),
+        (TrainConfig(steps=5, batch_size=32, eval_every=1, optimizer="sgd", momentum=0.9), 0.005),
+        (TrainConfig(steps=5, batch_size=32, eval_every=1, optimizer="sgd"), 0.05),
+        (TrainConfig(steps=5, batch_size=32, eval_every=1, optimizer="adam"), 0.003),
     ],
-    ids=["sgd-momentum", "adam"],
+    ids=["sgd-momentum", "sgd", "adam"],
 )
-def test_restart_in_pack_equals_restart_alone(data, config, lr) -> None:
+def test_each_update_matches_the_plain_loop(data, config, lr) -> None:
     specs = _specs(lr)
     pack = train_pack(TASK, specs, config, criterion=CRIT, data=data)
-    assert len(pack) == 8
     for spec, outcome in zip(specs, pack):
-        alone = train_single(TASK, spec, config, criterion=CRIT, data=data)
-        _assert_same(outcome, alone)
+        _assert_close(outcome, train_single(TASK, spec, config, criterion=CRIT, data=data))
     # the runs really differ from one another (the comparison is not vacuous)
     assert len({round(o.metrics["test_loss"], 5) for o in pack}) == 8
 
 
-def test_vmap_path_equals_hand_vectorized_path(data) -> None:
-    config = TrainConfig(steps=20, batch_size=16, eval_every=10, optimizer="adam")
+def test_vmap_path_matches_the_hand_vectorized_path(data) -> None:
+    config = TrainConfig(steps=5, batch_size=16, eval_every=1, optimizer="adam")
     specs = _specs(0.003)
     fast = train_pack(TASK, specs, config, criterion=CRIT, data=data)
     generic = train_pack(TASK, specs, config, criterion=CRIT, data=data, vectorized=False)
     for a, b in zip(fast, generic):
-        _assert_same(a, b, rtol=1e-4)
-
-
-def test_pack_composition_does_not_change_a_restart(data) -> None:
-    config = TrainConfig(steps=30, batch_size=32, eval_every=15, optimizer="sgd")
-    specs = _specs(0.05)
-    big = train_pack(TASK, specs, config, criterion=CRIT, data=data)
-    small = train_pack(TASK, [specs[5], specs[2]], config, criterion=CRIT, data=data)
-    _assert_same(big[5], small[0], rtol=1e-5)
-    _assert_same(big[2], small[1], rtol=1e-5)
+        _assert_close(a, b)
 
 
 def test_divergence_is_isolated(data) -> None:
@@ -97,16 +137,17 @@ def test_divergence_is_isolated(data) -> None:
     bad = outcomes[3]
     assert bad.diverged and bad.diverged_step is not None and 0 < bad.diverged_step < 30
     assert bad.success is False and not CRIT.judge(bad)
-    for k in (0, 1, 2, 4, 5, 6, 7):
-        assert not outcomes[k].diverged
-        _assert_same(outcomes[k], train_single(TASK, specs[k], config, criterion=CRIT, data=data))
-    alone = train_single(TASK, specs[3], config, criterion=CRIT, data=data)
-    assert alone.diverged and alone.diverged_step == bad.diverged_step
+    # the others are exactly what they are without it
+    healthy = [0, 1, 2, 4, 5, 6, 7]
+    alone = train_pack(TASK, [specs[k] for k in healthy], config, criterion=CRIT, data=data)
+    for k, o in zip(healthy, alone):
+        assert not outcomes[k].diverged and _bits(outcomes[k]) == _bits(o)
+    single = train_single(TASK, specs[3], config, criterion=CRIT, data=data)
+    assert single.diverged and single.diverged_step == bad.diverged_step
     # train loss averages only the updates taken before divergence, then is NaN (not 0)
     got = [p.train_loss for p in bad.curve]
-    want = [p.train_loss for p in alone.curve]
+    want = [p.train_loss for p in single.curve]
     assert [math.isnan(x) for x in got] == [math.isnan(x) for x in want] and math.isnan(got[-1])
-    assert all(g == pytest.approx(w, rel=1e-4) for g, w in zip(got, want) if not math.isnan(w))
     assert math.isnan(bad.metrics["train_loss"])
 
 
@@ -140,14 +181,14 @@ def test_shared_seeds_across_cells_and_outcome_fields(data) -> None:
     assert [p.step for p in o.curve] == [5, 10]
     assert o.wall_time_s > 0 and o.device == "cpu" and o.primary_metric == "test_accuracy"
     assert o.success == (o.metrics["test_accuracy"] >= 0.5)
-    assert o.judge(metric="test_accuracy", op=">=", threshold=0.0) is True
+    assert Criterion("test_accuracy", ">=", 0.0).judge(o) is True
     assert math.isfinite(o.value)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-only: no GPU on this machine")
 def test_pack_on_cuda_equals_restart_alone_on_cuda(data) -> None:
-    config = TrainConfig(steps=20, batch_size=32, eval_every=10, optimizer="adam")
+    config = TrainConfig(steps=5, batch_size=32, eval_every=1, optimizer="adam")
     specs = _specs(0.003)
     pack = train_pack(TASK, specs, config, criterion=CRIT, data=data, device="cuda")
     for spec, outcome in zip(specs, pack):
-        _assert_same(outcome, train_single(TASK, spec, config, criterion=CRIT, data=data, device="cuda"), rtol=1e-3)
+        _assert_close(outcome, train_single(TASK, spec, config, criterion=CRIT, data=data, device="cuda"), rtol=1e-4)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robustness.plan import auto_pack_size, fingerprint, plan_sweep, training_setup
-from robustness.search_space import load_search_space, parse_search_space
 from robustness.storage import restart_key
+from robustness.study.plan import (
+    auto_pack_size,
+    fingerprint,
+    plan_sweep,
+    training_setup,
+)
+from robustness.study.search_space import load_search_space, parse_search_space
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = """

@@ -23,9 +23,15 @@ import pytest
 
 from robustness import figures
 from robustness.criterion import Criterion
-from robustness.outcome import CurvePoint, FrozenMap, RestartOutcome
-from robustness.report import SECTIONS, ReportError, build_report, parse_criterion, write_report
-from robustness.search_space import load_search_space
+from robustness.records import CurvePoint, FrozenMap, RestartOutcome
+from robustness.report import (
+    SECTIONS,
+    ReportError,
+    build_report,
+    parse_criterion,
+    write_report,
+)
+from robustness.study.search_space import load_search_space
 from robustness.table import RestartTable
 
 ROOT = Path(__file__).resolve().parents[1]

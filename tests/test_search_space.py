@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-import sys
-import types
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -13,10 +11,21 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from robustness import search_space as ss
-from robustness.noise import AnnealedNoise, ConstantNoise, NoiseSchedule, NoNoise, register_schedule
-from robustness.search_space import SearchSpaceError, load_search_space, parse_search_space
-from robustness.spec import restart_seed
+from robustness.noise import (
+    AnnealedNoise,
+    ConstantNoise,
+    NoiseSchedule,
+    NoNoise,
+    register_schedule,
+    schedule_from_cell,
+)
+from robustness.study import search_space as ss
+from robustness.study.search_space import (
+    SearchSpaceError,
+    load_search_space,
+    parse_search_space,
+)
+from robustness.training.spec import restart_seed
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 SIX = {"lr", "clip", "init", "schedule", "eta", "gamma"}
@@ -71,24 +80,40 @@ def broken(change: Callable[[dict[str, Any]], Any]) -> str:
 # --- the shipped files -------------------------------------------------------------------
 
 
-def test_paper_file_counts() -> None:
+def test_paper_file_is_table_1() -> None:
     space = load_search_space(SPACES / "paper_mnist_deep20.yaml")
-    cells = 3 * 2 * (1 + 3) * 3  # inits x clips x (no noise + 3 etas) x learning rates
-    assert space.summary() == {**space.summary(), "study": "paper-mnist-deep20", "cells": cells,
-                               "restarts_per_cell": 40, "total_restarts": cells * 40}
-    assert list(space.summary())[:4] == ["study", "cells", "restarts_per_cell", "total_restarts"]
-    assert (space.task.depth, space.task.width, space.task.dataset) == (20, 50, "mnist")
-    assert space.optimizer.name == "sgd"
+    arms = {(c["init"], c["clip"]) for c in space.cells()}
+    # the paper's six arms (its row 1b, dropout, is not expressible), and nothing else
+    assert arms == {("simple", None), ("simple", 100.0), ("simple", 10.0), ("random_walk", 10.0), ("he", 10.0),
+                    ("zero", 10.0)}
     axes = space.axes()
-    assert axes["clip"] == [10.0, 100.0]
-    assert axes["eta"] == [None, 0.01, 0.3, 1.0] and axes["gamma"] == [None, 0.55]
-    assert {"simple", "zero"} <= set(axes["init"])
+    assert axes["lr"] == [0.1, 0.01] and axes["eta"] == [None, 0.01] and axes["gamma"] == [None, 0.55]
+    assert axes["schedule"] == ["none", "annealed"]
+    # 20 runs per learning rate, 40 per arm and noise setting
+    assert space.summary() == {**space.summary(), "study": "paper-mnist-deep20", "cells": 24,
+                               "restarts_per_cell": 20, "total_restarts": 480}
+    assert (space.task.depth, space.task.width, space.task.dataset) == (20, 50, "mnist")
+    assert (space.optimizer.name, space.optimizer.momentum) == ("sgd", 0.0)
     assert (space.success.metric, space.success.op, space.success.threshold) == ("test_accuracy", ">=", 0.9)
+
+
+def test_eta_extension_adds_noise_levels_to_the_same_arms() -> None:
+    paper = load_search_space(SPACES / "paper_mnist_deep20.yaml")
+    extension = load_search_space(SPACES / "paper_mnist_deep20_eta_extension.yaml")
+    assert extension.study != paper.study
+    assert set(paper.cells()) < set(extension.cells())  # the paper's cells are among its own
+    assert extension.axes()["eta"] == [None, 0.01, 0.3, 1.0] and extension.summary()["cells"] == 48
+    assert (extension.task, extension.optimizer, extension.success) == (paper.task, paper.optimizer, paper.success)
+
+
+def test_no_shipped_file_names_a_machine_path() -> None:
+    for path in SPACES.glob("*.yaml"):
+        assert "/work/" not in path.read_text() and "/home/" not in path.read_text(), path.name
 
 
 def test_demo_file_is_small_and_has_both_arms() -> None:
     space = load_search_space(SPACES / "demo.yaml")
-    grid = space.grid
+    (grid,) = space.grid
     settings = sum(len(b.eta or [None]) * len(b.gamma or [None]) for b in grid.noise)
     cells = len(grid.lr) * len(grid.clip) * len(grid.init) * settings
     assert space.summary()["cells"] == cells
@@ -98,7 +123,7 @@ def test_demo_file_is_small_and_has_both_arms() -> None:
     assert 16 <= space.restarts and space.summary()["total_restarts"] <= 200
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "paper_mnist_deep20.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "paper_mnist_deep20.yaml", "paper_mnist_deep20_eta_extension.yaml"])
 def test_shipped_file_text_is_kept(name: str) -> None:
     path = SPACES / name
     space = load_search_space(path)
@@ -225,9 +250,9 @@ def test_restart_specs_carry_the_cell() -> None:
     assert spec.schedule == NoNoise() and spec.clip_norm == 10.0
 
 
-def test_cell_schedule_rebuilds_from_plain_dicts() -> None:
-    assert ss.cell_schedule({"schedule": "constant", "eta": 0.5, "gamma": None}) == ConstantNoise(eta=0.5)
-    assert ss.cell_schedule({"schedule": "none", "eta": None, "gamma": None}) == NoNoise()
+def test_schedule_from_cell_rebuilds_from_plain_dicts() -> None:
+    assert schedule_from_cell({"schedule": "constant", "eta": 0.5, "gamma": None}) == ConstantNoise(eta=0.5)
+    assert schedule_from_cell({"schedule": "none", "eta": None, "gamma": None}) == NoNoise()
 
 
 # --- user schedules ------------------------------------------------------------------------------
@@ -286,11 +311,10 @@ def test_user_schedule_errors(linear_decay: str) -> None:
 # --- registries ------------------------------------------------------------------------------------
 
 
-def test_registries_fall_back_and_prefer_the_real_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert ss._registry("robustness._no_such_module", "TASKS", {"b", "a"}) == ["a", "b"]
-    fake = types.ModuleType("robustness.tasks")
-    fake.TASKS = {"deep_mlp": object(), "toy_task": object()}  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "robustness.tasks", fake)
+def test_task_names_come_from_the_live_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustness.training import tasks
+
+    monkeypatch.setitem(tasks.TASKS, "toy_task", tasks.DeepMLPTask)
     assert ss.known_tasks() == ["deep_mlp", "toy_task"]
     doc = base()
     doc["task"]["name"] = "toy_task"
@@ -433,3 +457,32 @@ def test_error_is_a_value_error_without_chained_traceback() -> None:
     with pytest.raises(ValueError) as info:
         parse_search_space("study: [", source="s.yaml")
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+# --- a list of grids is their union ----------------------------------------------------------------
+
+
+def test_a_list_of_grids_is_the_union_of_their_cells() -> None:
+    doc = base()
+    noise = [{"schedule": "none"}, {"schedule": "annealed", "eta": [0.01]}]
+    doc["grid"] = [
+        {"lr": [0.1], "clip": [None, 100, 10], "init": ["simple"], "noise": noise},
+        {"lr": [0.1], "clip": [10], "init": ["he", "zero", "simple"], "noise": noise},  # simple/10 is in both
+    ]
+    space = parse(doc)
+    arms = [(c["init"], c["clip"]) for c in space.cells()]
+    # 3 + 3 (init, clip) arms, the shared one once; x 2 noise settings
+    assert len(arms) == 2 * 5 and len(set(arms)) == 5
+    assert ("he", None) not in arms and ("zero", 100.0) not in arms  # not a full product
+    assert space.axes()["init"] == ["simple", "he", "zero"] and space.axes()["clip"] == [None, 100.0, 10.0]
+    assert space.summary()["total_restarts"] == 10 * space.restarts
+    # every cell has every key, so the seeds pair across the whole union
+    assert {frozenset(c) for c in space.cells()} == {frozenset(space.cells()[0])}
+
+
+def test_errors_inside_a_list_of_grids_name_the_grid() -> None:
+    doc = base()
+    doc["grid"] = [dict(doc["grid"]), {**doc["grid"], "lr": [-1]}]
+    assert "s.yaml: grid[1].lr[0]: expected a number > 0, got -1" in broken(lambda d: d.update(grid=doc["grid"]))
+    assert "grid: expected a mapping with at least lr and noise, or a non-empty list" in broken(lambda d: d.update(grid=[]))
+    assert "grid.lr[0]: expected a number > 0" in broken(lambda d: d["grid"].update(lr=[-1]))  # one grid: no [0]

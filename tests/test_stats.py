@@ -16,7 +16,7 @@ from scipy import stats
 
 import robustness.stats as rs
 from robustness.criterion import Criterion
-from robustness.outcome import RestartOutcome
+from robustness.records import RestartOutcome
 from robustness.stats import cell_stats, compare_arms
 from robustness.table import RestartTable
 
@@ -48,7 +48,9 @@ def table(*arms: list[RestartOutcome]) -> RestartTable:
 
 
 def outcomes_from_pairs(noise: Sequence[bool], base: Sequence[bool], group: dict = BASE) -> list[RestartOutcome]:
-    err = lambda ok: 0.001 if ok else 0.5
+    def err(ok: bool) -> float:
+        return 0.001 if ok else 0.5
+
     return arm(group | ANNEALED, [err(x) for x in noise]) + arm(group | NONE, [err(x) for x in base])
 
 
@@ -342,7 +344,7 @@ IMPORT_BUDGET_SCRIPT = textwrap.dedent(
     import sys
 
     import robustness.stats as rs
-    from robustness.outcome import RestartOutcome
+    from robustness.records import RestartOutcome
     from robustness.table import RestartTable
 
     outcomes = []
@@ -375,3 +377,42 @@ def test_default_paths_do_not_import_scipy_stats_statsmodels_or_pandas() -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# --- noise axes come from the registered schedules ------------------------------
+
+
+@pytest.fixture(scope="module")
+def linear_decay() -> str:
+    """A user schedule whose parameter is not eta/gamma (the LinearDecay of register_schedule's docstring)."""
+    import dataclasses
+
+    from robustness.noise import NoiseSchedule, register_schedule
+
+    @register_schedule("test_stats_linear_decay")
+    @dataclasses.dataclass(frozen=True)
+    class LinearDecay(NoiseSchedule):
+        eta: float
+        steps: int
+
+        def variance(self, t: int) -> float:
+            return self.eta * max(0.0, 1 - t / self.steps)
+
+    return "test_stats_linear_decay"
+
+
+def test_a_schedule_with_its_own_parameter_is_compared_with_its_baseline(linear_decay) -> None:
+    from robustness.noise import noise_axes
+
+    none = {"schedule": "none", "eta": None, "gamma": None, "steps": None}
+    decay = [{"schedule": linear_decay, "eta": 0.3, "gamma": None, "steps": s} for s in (100, 200)]
+    t = table(arm(BASE | none, [0.5] * 8), arm(BASE | decay[0], [0.001] * 6 + [0.5] * 2),
+              arm(BASE | decay[1], [0.001] * 2 + [0.5] * 6))
+    assert noise_axes(t.params) == ("schedule", "eta", "gamma", "steps")
+    result = compare_arms(t)
+    assert result.unmatched == () and result.match == ("clip", "init", "lr")
+    got = {c.noise["steps"]: (c.noise_successes, c.baseline_successes, c.noise_only) for c in result.comparisons}
+    assert got == {100: (6, 0, 6), 200: (2, 0, 2)}
+    # an exact McNemar test with 6 discordant pairs, all one way: p = 2 * 0.5**6
+    by_steps = {c.noise["steps"]: c for c in result.comparisons}
+    assert by_steps[100].p_value == pytest.approx(2 * 0.5**6)

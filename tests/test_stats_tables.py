@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import robustness.stats as rs
 from robustness.criterion import Criterion
-from robustness.outcome import RestartOutcome
+from robustness.records import RestartOutcome
 from robustness.table import RestartTable
 
 NONE = {"schedule": "none", "eta": None, "gamma": None}

@@ -20,22 +20,26 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import TrialState
 
 from robustness.criterion import Criterion
-from robustness.outcome import CurvePoint, RestartOutcome
+from robustness.records import CurvePoint, RestartOutcome
 from robustness.storage import (
     DEFAULT_STORAGE,
     STORAGE_FORMAT,
     RestartStore,
     StorageError,
     StudySummary,
+    _write,
     resolve_storage_url,
     restart_key,
     to_frozen_trial,
 )
-from robustness.storage import _write
 from robustness.table import RestartTable
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -443,85 +447,6 @@ def test_criterion_overrides_the_stored_success(store: RestartStore) -> None:
         store.read_table(study, criterion=Criterion("f1", ">", 0.5))
 
 
-_SUMMARY = ("cell", "seed", "restart", "success", "diverged", "metrics", "primary_metric")
-
-
-def test_a_format_1_database_is_upgraded_on_open(storage_url: str) -> None:
-    """A database from before the summary columns: opening adds and fills them, nothing is lost."""
-    import sqlalchemy as sa
-
-    records = grid()
-    with RestartStore(storage_url) as store:
-        store.write_outcomes(store.open_study("old", attrs={"total_restarts": 12}), records)
-    engine = sa.create_engine(storage_url)
-    with engine.begin() as conn:  # back to the format-1 layout: key rows only
-        for name in _SUMMARY:
-            conn.execute(sa.text(f"ALTER TABLE robustness_restarts DROP COLUMN {name}"))
-    with RestartStore(storage_url) as store:
-        _assert_tables_equal(store.read_table("old"), RestartTable.from_outcomes(records))
-        assert store.studies() == [StudySummary(name="old", n_restarts=12, n_successes=2, n_diverged=2, total_restarts=12)]
-        assert store.write_outcomes("old", records) == 0
-    with engine.connect() as conn:
-        nulls = conn.execute(sa.text("SELECT count(*) FROM robustness_restarts WHERE cell IS NULL")).scalar_one()
-    engine.dispose()
-    assert nulls == 0
-    assert len(optuna.load_study(study_name="old", storage=storage_url).trials) == 12
-
-
-def test_rows_without_a_summary_are_filled_when_read(store: RestartStore) -> None:
-    """Rows an older version of the package wrote into an upgraded database."""
-    import sqlalchemy as sa
-
-    records = grid()
-    study = store.open_study("mixed")
-    store.write_outcomes(study, records)
-    engine = sa.create_engine(store.url)
-    with engine.begin() as conn:
-        query = "UPDATE robustness_restarts SET cell = NULL, metrics = NULL WHERE restart_key LIKE :pattern"
-        assert conn.execute(sa.text(query), {"pattern": '%"restart":1}'}).rowcount == 4
-    engine.dispose()
-    with RestartStore(store.url) as reader:
-        _assert_tables_equal(reader.read_table("mixed"), RestartTable.from_outcomes(records))
-
-
-def test_an_upgrade_stopped_half_way_is_finished_by_the_next_reader(storage_url: str) -> None:
-    import sqlalchemy as sa
-
-    records = grid()
-    with RestartStore(storage_url) as store:
-        store.write_outcomes(store.open_study("half"), records)
-    engine = sa.create_engine(storage_url)
-    with engine.begin() as conn:  # as if killed after adding `cell` only
-        conn.execute(sa.text("UPDATE robustness_restarts SET cell = NULL"))
-        for name in _SUMMARY[1:]:
-            conn.execute(sa.text(f"ALTER TABLE robustness_restarts DROP COLUMN {name}"))
-    engine.dispose()
-    with RestartStore(storage_url) as store:
-        _assert_tables_equal(store.read_table("half"), RestartTable.from_outcomes(records))
-
-
-def test_the_upgrade_skips_key_rows_of_a_study_deleted_with_stock_tools(tmp_path: Any) -> None:
-    """SQLite keeps a deleted study's key rows (no cascade); the upgrade must not trip on them."""
-    import sqlalchemy as sa
-
-    url = f"sqlite:///{tmp_path}/deleted.db"
-    records = grid()
-    with RestartStore(url) as store:
-        store.write_outcomes(store.open_study("gone"), records[:6])
-        store.write_outcomes(store.open_study("kept"), records)
-    optuna.delete_study(study_name="gone", storage=url)
-    assert count_rows(url, "robustness_restarts") == 18  # the leftovers are there
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for name in _SUMMARY:
-            conn.execute(sa.text(f"ALTER TABLE robustness_restarts DROP COLUMN {name}"))
-    engine.dispose()
-    with RestartStore(url) as store:
-        _assert_tables_equal(store.read_table("kept"), RestartTable.from_outcomes(records))
-        assert [s.name for s in store.studies()] == ["kept"]
-        assert len(list(store.iter_outcomes("kept"))) == 12
-
-
 def test_cells_read_back_as_stock_optuna_reads_the_params(store: RestartStore) -> None:
     """With a float distribution given, lr=1 is stored as 1.0, and read back as 1.0 like Optuna does."""
     records = [outcome(lr=1, restart=r) for r in range(2)]
@@ -684,3 +609,50 @@ def test_unwritable_sqlite_path_is_a_one_line_error(tmp_path: Any) -> None:
     with pytest.raises(StorageError) as info:
         RestartStore(f"sqlite:///{tmp_path}/missing/dir/r.db")
     assert "\n" not in str(info.value)
+
+
+def _decisive_init_pack(init: str, restarts: range) -> list[RestartOutcome]:
+    """Restarts whose accuracy is decided by init alone (lr and eta are noise)."""
+    rng = np.random.default_rng(len(init))
+    return [
+        outcome(lr=lr, init=init, restart=k, accuracy=(0.9 if init == "he" else 0.2) + 0.01 * rng.standard_normal(),
+                eta=eta)
+        for lr in (0.1, 0.01) for eta in (0.01, 0.3) for k in restarts
+    ]
+
+
+def _ranked_importances(url: str, name: str) -> list[str]:
+    study = optuna.load_study(study_name=name, storage=url)
+    return list(optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)))
+
+
+def test_every_trial_shares_the_search_space_and_importance_finds_the_decisive_axis(storage_url: str) -> None:
+    axes = {"lr": [0.1, 0.01], "init": ["simple", "he"], "eta": [0.01, 0.3], "clip": [None]}
+    with RestartStore(storage_url) as store:
+        store.open_study("static")
+        dists = store.declare_axes("static", axes)
+        # packs cut in cell order: the first holds only init=simple, the second only init=he
+        for init in ("simple", "he"):
+            store.write_outcomes("static", _decisive_init_pack(init, range(4)), distributions=dists)
+    trials = optuna.load_study(study_name="static", storage=storage_url).get_trials(deepcopy=False)
+    assert len({repr(t.distributions["init"]) for t in trials}) == 1
+    assert trials[0].distributions["init"] == CategoricalDistribution(["he", "simple"])
+    assert _ranked_importances(storage_url, "static")[0] == "init"
+
+
+def test_an_extended_study_keeps_one_distribution_per_axis(storage_url: str) -> None:
+    with RestartStore(storage_url) as store:
+        store.open_study("grown")
+        first = store.declare_axes("grown", {"lr": [0.1, 0.01], "init": ["simple"], "eta": [0.01, 0.3]})
+        store.write_outcomes("grown", _decisive_init_pack("simple", range(4)), distributions=first)
+        # the file gains an init: stored trials get the grown distribution, their values unchanged
+        grown = store.declare_axes("grown", {"lr": [0.1, 0.01], "init": ["simple", "he"], "eta": [0.01, 0.3]})
+        assert grown["init"] == CategoricalDistribution(["simple", "he"])  # stored choices keep their index
+        store.write_outcomes("grown", _decisive_init_pack("he", range(4)), distributions=grown)
+        before = {restart_key(o.params, o.restart): o.params["init"] for o in store.iter_outcomes("grown")}
+    trials = optuna.load_study(study_name="grown", storage=storage_url).get_trials(deepcopy=False)
+    for name in ("init", "lr", "eta"):
+        assert len({repr(t.distributions[name]) for t in trials}) == 1, name
+    assert sorted(t.params["init"] for t in trials) == ["he"] * 16 + ["simple"] * 16
+    assert sorted(before.values()) == ["he"] * 16 + ["simple"] * 16
+    assert _ranked_importances(storage_url, "grown")[0] == "init"

@@ -4,6 +4,7 @@ and extended search spaces."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+import ray.cloudpickle
 
-from robustness.search_space import parse_search_space
 from robustness.storage import RestartStore, restart_key
-from robustness.sweep import SweepError, run_sweep
+from robustness.study.search_space import parse_search_space
+from robustness.study.sweep import SweepError, run_sweep
+from robustness.training.tasks import DeepMLPTask
 
 TINY = """
 study: {study}
@@ -71,12 +74,48 @@ def test_sweep_records_every_restart_once_and_stock_optuna_reads_it(ray_local, s
     assert (again.written, again.packs, again.already_done, again.recorded) == (0, 0, 8, 8)
 
 
-def test_a_pack_that_fails_once_is_retried_from_its_checkpoint_exactly_once(ray_local, sqlite_url, tmp_path) -> None:
-    sp = space("faulty", restarts=3, steps=40)
+class _FailingModel:
+    """A pack model that crashes its worker once per marker slot, mid-pack (after a checkpoint)."""
+
+    def __init__(self, inner, fault_dir: str, slots: int) -> None:
+        self.inner, self.layout, self.fault_dir, self.slots, self.calls = inner, inner.layout, fault_dir, slots, 0
+
+    def forward(self, params, x):
+        if x.dim() == 3:  # a training batch (evaluation passes shared (N, d) inputs)
+            self.calls += 1
+            if self.calls == 16:  # update 15: the pack has checkpointed at update 10
+                for k in range(self.slots):
+                    try:
+                        os.close(os.open(os.path.join(self.fault_dir, f"failure-{k}"), os.O_CREAT | os.O_EXCL))
+                    except FileExistsError:
+                        continue
+                    raise RuntimeError(f"injected failure {k}")
+        return self.inner.forward(params, x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FailingTask(DeepMLPTask):
+    """deep_mlp whose packs crash twice in all: fault injection through the task extension point."""
+
+    fault_dir: str = ""
+
+    def pack_model(self, module, *, vectorized=True):
+        return _FailingModel(super().pack_model(module, vectorized=vectorized), self.fault_dir, slots=2)
+
+
+def test_failed_packs_are_retried_from_their_checkpoint_exactly_once(ray_local, sqlite_url, tmp_path, monkeypatch) -> None:
     faults = tmp_path / "faults"
     faults.mkdir()
-    result = run_sweep(sp, storage=sqlite_url, checkpoint_every_s=0.0, fail_once_dir=str(faults), max_failures=2)
-    assert sorted(p.name for p in faults.iterdir()) == ["pack-0", "pack-1"]  # both packs really failed once
+    sp = space("faulty", restarts=3, steps=40)
+    # Ray workers cannot import this test module: ship the task's code with the pack.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with monkeypatch.context() as m:
+            m.setattr("robustness.study.plan.make_task", lambda name, **kw: _FailingTask(fault_dir=str(faults), **kw))
+            result = run_sweep(sp, storage=sqlite_url, checkpoint_every_s=0.0, max_failures=2)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert sorted(p.name for p in faults.iterdir()) == ["failure-0", "failure-1"]  # packs really crashed twice
     assert (result.written, result.recorded, result.failed_packs) == (6, 6, 0)
     keys = _keys(sqlite_url, "faulty")
     assert len(keys) == len(set(keys)) == 6
@@ -135,7 +174,7 @@ def _sweep_stopped_midway(tmp_path: Path, study: str) -> tuple[subprocess.Popen,
         time.sleep(0.2)
         try:
             stored = len(_keys(url, study))
-        except Exception:  # the study may not exist yet
+        except Exception:  # noqa: BLE001 (the study may not exist yet)
             continue
         if stored >= 2:
             break

@@ -23,12 +23,33 @@ first, then by eta, and keep one colour across figures.
 from __future__ import annotations
 
 from robustness.figures._common import arm_label, metric_direction
-from robustness.figures._curves import CurveBand, CurveBandData, Curves, curve_arrays, curve_band_data, plot_curve_bands
+from robustness.figures._curves import (
+    CurveBand,
+    CurveBandData,
+    Curves,
+    curve_arrays,
+    curve_band_data,
+    plot_curve_bands,
+)
 from robustness.figures._ecdf import EcdfCurve, EcdfData, ecdf_data, plot_ecdf
 from robustness.figures._forest import ForestData, forest_data, plot_forest
-from robustness.figures._heatmap import HeatmapData, HeatmapPanel, heatmap_data, plot_heatmap
-from robustness.figures._schedules import ScheduleData, plot_schedules, schedule_data, schedule_of, update_grid
-from robustness.figures._tables import PaperTables, default_thresholds, paper_tables_data
+from robustness.figures._heatmap import (
+    HeatmapData,
+    HeatmapPanel,
+    heatmap_data,
+    plot_heatmap,
+)
+from robustness.figures._schedules import (
+    ScheduleData,
+    plot_schedules,
+    schedule_data,
+    update_grid,
+)
+from robustness.figures._tables import (
+    PaperTables,
+    default_thresholds,
+    paper_tables_data,
+)
 
 __all__ = [
     "CurveBand",
@@ -56,6 +77,5 @@ __all__ = [
     "plot_heatmap",
     "plot_schedules",
     "schedule_data",
-    "schedule_of",
     "update_grid",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from robustness.criterion import Criterion
-from robustness.stats import NOISE_AXES
+from robustness.noise import noise_axes
 from robustness.table import RestartTable
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
 # in grey so that "no noise" reads as the reference in every figure.
 _PALETTE = ("#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52")
 BASELINE_COLOUR = "#636E72"
+_SYMBOLS = {"eta": "η", "gamma": "γ"}  # the paper's names; a user schedule's parameters keep theirs
 
 
 def fmt(value: Any) -> str:
@@ -42,13 +43,13 @@ def fmt(value: Any) -> str:
 
 
 def arm_axes(table: RestartTable) -> tuple[str, ...]:
-    """The noise axes (schedule, eta, gamma) present in ``table``: they define an arm."""
-    return tuple(a for a in NOISE_AXES if a in table.params)
+    """The noise axes present in ``table`` (schedule and its parameters): they define an arm."""
+    return noise_axes(table.params)
 
 
 def setting_axes(table: RestartTable, *, exclude: Iterable[str] = ()) -> tuple[str, ...]:
     """Every grid axis that is not a noise axis (nor in ``exclude``), sorted."""
-    skip = set(NOISE_AXES) | set(exclude)
+    skip = set(noise_axes(table.params)) | set(exclude)
     return tuple(sorted(a for a in table.params if a not in skip))
 
 
@@ -57,13 +58,13 @@ def is_baseline(arm: Mapping[str, Any]) -> bool:
 
 
 def arm_label(arm: Mapping[str, Any]) -> str:
-    """``"none"`` for the baseline, else e.g. ``"annealed η=0.3 γ=0.55"``."""
+    """``"none"`` for the baseline, else e.g. ``"annealed η=0.3 γ=0.55"`` or ``"linear_decay η=0.3 steps=500"``."""
     if is_baseline(arm):
         return "none"
     parts = [fmt(arm.get("schedule"))]
-    for axis, symbol in (("eta", "η"), ("gamma", "γ")):
-        if arm.get(axis) is not None:
-            parts.append(f"{symbol}={fmt(arm[axis])}")
+    for axis in noise_axes(arm):
+        if axis != "schedule" and arm.get(axis) is not None and fmt(arm[axis]) != "none":
+            parts.append(f"{_SYMBOLS.get(axis, axis)}={fmt(arm[axis])}")
     return " ".join(parts)
 
 
@@ -87,8 +88,9 @@ def value_sort_key(value: Any) -> tuple[Any, ...]:
 
 
 def arm_sort_key(arm: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Baseline first, then by eta, schedule name and gamma: the heatmap's x order."""
-    return (not is_baseline(arm), _num(arm.get("eta")), fmt(arm.get("schedule")), _num(arm.get("gamma")))
+    """Baseline first, then by eta, schedule name, gamma and any other schedule parameter: the heatmap's x order."""
+    rest = tuple(value_sort_key(arm.get(a)) for a in noise_axes(arm) if a not in ("schedule", "eta", "gamma"))
+    return (not is_baseline(arm), _num(arm.get("eta")), fmt(arm.get("schedule")), _num(arm.get("gamma")), *rest)
 
 
 def arm_colours(arms: Sequence[Mapping[str, Any]]) -> list[str]:

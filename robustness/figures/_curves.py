@@ -10,12 +10,17 @@ from typing import Any, Union
 
 import numpy as np
 import plotly.graph_objects as go
-
 from plotly.subplots import make_subplots
 
-from robustness.figures._common import BASELINE_COLOUR, arm_colours, arm_label, arm_sort_key, is_baseline
-from robustness.outcome import FrozenMap, RestartOutcome
-from robustness.stats import NOISE_AXES
+from robustness.figures._common import (
+    BASELINE_COLOUR,
+    arm_colours,
+    arm_label,
+    arm_sort_key,
+    is_baseline,
+)
+from robustness.noise import noise_axes
+from robustness.records import FrozenMap, RestartOutcome
 
 __all__ = ["CurveBand", "CurveBandData", "Curves", "curve_arrays", "curve_band_data", "plot_curve_bands"]
 
@@ -61,7 +66,7 @@ def _clean(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def curve_arrays(outcomes: Iterable[RestartOutcome], *, by: Sequence[str] = NOISE_AXES) -> dict[FrozenMap, tuple[np.ndarray, np.ndarray]]:
+def curve_arrays(outcomes: Iterable[RestartOutcome], *, by: Sequence[str] | None = None) -> dict[FrozenMap, tuple[np.ndarray, np.ndarray]]:
     """Group the restarts' learning curves by arm into ``(steps (P,), values (R, P))`` arrays.
 
     Restarts of one arm that were evaluated at different steps (e.g. a run
@@ -72,7 +77,8 @@ def curve_arrays(outcomes: Iterable[RestartOutcome], *, by: Sequence[str] = NOIS
     for o in outcomes:
         if not o.curve:
             continue
-        arm = FrozenMap({a: _clean(o.params[a]) for a in by if a in o.params})
+        axes = noise_axes(o.params) if by is None else by  # default: the restart's arm
+        arm = FrozenMap({a: _clean(o.params[a]) for a in axes if a in o.params})
         grouped.setdefault(arm, []).append((tuple(p.step for p in o.curve), [p.metric for p in o.curve]))
     out = {}
     for arm, curves in grouped.items():
@@ -106,7 +112,7 @@ def _band(arm: FrozenMap, steps: np.ndarray, values: np.ndarray) -> CurveBand:
     )
 
 
-def curve_band_data(curves: CurveSource, *, by: Sequence[str] = NOISE_AXES, metric: str = "metric") -> CurveBandData:
+def curve_band_data(curves: CurveSource, *, by: Sequence[str] | None = None, metric: str = "metric") -> CurveBandData:
     """Median and 25/75% quantiles of the metric at each evaluation step, per arm.
 
     Args:

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from robustness.criterion import Criterion
 from robustness.figures._common import arm_axes, arm_colours, arm_label, arm_sort_key
-from robustness.outcome import FrozenMap
+from robustness.records import FrozenMap
 from robustness.stats import cell_stats, ecdf, expected_best
 from robustness.table import RestartTable
 

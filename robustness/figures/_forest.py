@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from robustness.criterion import Criterion
 from robustness.figures._common import arm_label, setting_label
-from robustness.outcome import FrozenMap
+from robustness.records import FrozenMap
 from robustness.stats import compare_arms
 from robustness.table import RestartTable
 

@@ -11,8 +11,16 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from robustness.criterion import Criterion
-from robustness.figures._common import arm_axes, arm_label, arm_sort_key, fmt, setting_axes, setting_label, value_sort_key
-from robustness.outcome import FrozenMap
+from robustness.figures._common import (
+    arm_axes,
+    arm_label,
+    arm_sort_key,
+    fmt,
+    setting_axes,
+    setting_label,
+    value_sort_key,
+)
+from robustness.records import FrozenMap
 from robustness.stats import cell_stats
 from robustness.table import RestartTable
 

@@ -10,8 +10,8 @@ from plotly.subplots import make_subplots
 
 from robustness.criterion import Criterion
 from robustness.figures._common import arm_axes, arm_colours, arm_label, arm_sort_key
-from robustness.noise import NoiseSchedule, make_schedule
-from robustness.outcome import FrozenMap
+from robustness.noise import schedule_from_cell
+from robustness.records import FrozenMap
 from robustness.stats import cell_stats
 from robustness.table import RestartTable
 
@@ -49,18 +49,12 @@ class ScheduleData:
     confidence: float
 
 
-def schedule_of(arm: FrozenMap) -> NoiseSchedule:
-    """The :class:`~robustness.noise.NoiseSchedule` an arm ran with, rebuilt from its non-None eta and gamma."""
-    name = arm.get("schedule") or "none"
-    return make_schedule(name, **{k: arm[k] for k in ("eta", "gamma") if arm.get(k) is not None})
-
-
 def _sigma(arm: FrozenMap, t: np.ndarray) -> np.ndarray:
     try:
-        schedule = schedule_of(arm)
+        schedule = schedule_from_cell(arm)
     except (TypeError, ValueError):
-        # A user schedule with parameters beyond eta and gamma cannot be rebuilt from
-        # the arm alone; its curve is left blank rather than drawn wrong.
+        # A schedule that is not registered in this process (its plugin is not
+        # installed here): its curve is left blank rather than drawn wrong.
         return np.full(t.size, np.nan)
     return np.sqrt(np.array([schedule.variance(int(step)) for step in t], dtype=np.float64))
 
@@ -85,9 +79,9 @@ def schedule_data(
     """σ_t of every schedule in the study and its success rate pooled over the other axes.
 
     ``σ_t = sqrt(variance(t))`` from the schedule rebuilt with
-    :func:`robustness.noise.make_schedule` (``eta / (1 + t) ** gamma`` for the
+    :func:`robustness.noise.schedule_from_cell` (``eta / (1 + t) ** gamma`` for the
     paper's annealed schedule: the variance, not the standard deviation).
-    Rates come from ``cell_stats(table, by=("schedule", "eta", "gamma"))``.
+    Rates come from ``cell_stats(table, by=arm_axes(table))``.
     """
     pooled = cell_stats(table, by=arm_axes(table), criterion=criterion, method=method, confidence=confidence)
     pooled = sorted(pooled, key=lambda c: arm_sort_key(c.params))

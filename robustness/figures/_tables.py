@@ -8,8 +8,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from robustness.criterion import Criterion
-from robustness.figures._common import arm_axes, arm_sort_key, metric_direction, setting_axes, value_sort_key
-from robustness.stats import ArmSummary, SuccessCounts, arm_summary, cell_stats, success_counts
+from robustness.figures._common import (
+    arm_axes,
+    arm_sort_key,
+    metric_direction,
+    setting_axes,
+    value_sort_key,
+)
+from robustness.stats import (
+    ArmSummary,
+    SuccessCounts,
+    arm_summary,
+    cell_stats,
+    success_counts,
+)
 from robustness.table import RestartTable
 
 __all__ = ["PaperTables", "default_thresholds", "paper_tables_data"]

@@ -36,7 +36,7 @@ from robustness.stats._budget import (
     success_within,
 )
 from robustness.stats._cells import CellStats, cell_stats
-from robustness.stats._compare import NOISE_AXES, Comparison, Comparisons, compare_arms
+from robustness.stats._compare import Comparison, Comparisons, compare_arms
 from robustness.stats._data import judge, metric_values
 from robustness.stats._intervals import (
     INTERVAL_METHODS,
@@ -47,13 +47,24 @@ from robustness.stats._intervals import (
     ratio_paired_interval,
 )
 from robustness.stats._power import detectable_difference, restarts_needed
-from robustness.stats._pvalues import ADJUSTMENTS, UNPAIRED_TESTS, adjust_pvalues, mcnemar_exact, unpaired_exact
-from robustness.stats._tables import ArmSummary, SuccessCounts, arm_summary, bootstrap_mean_interval, success_counts
+from robustness.stats._pvalues import (
+    ADJUSTMENTS,
+    UNPAIRED_TESTS,
+    adjust_pvalues,
+    mcnemar_exact,
+    unpaired_exact,
+)
+from robustness.stats._tables import (
+    ArmSummary,
+    SuccessCounts,
+    arm_summary,
+    bootstrap_mean_interval,
+    success_counts,
+)
 
 __all__ = [
     "ADJUSTMENTS",
     "INTERVAL_METHODS",
-    "NOISE_AXES",
     "UNPAIRED_TESTS",
     "ArmSummary",
     "BudgetCurve",

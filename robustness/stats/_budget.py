@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from robustness.criterion import Criterion
-from robustness.outcome import FrozenMap
+from robustness.records import FrozenMap
 from robustness.stats._data import (
     frozen_params,
     infer_direction,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from robustness.criterion import Criterion
-from robustness.outcome import FrozenMap
+from robustness.records import FrozenMap
 from robustness.stats._data import frozen_params, jsonable, judge
 from robustness.stats._groups import group_rows
 from robustness.stats._intervals import binomial_interval

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from robustness.criterion import Criterion
-from robustness.outcome import FrozenMap
+from robustness.noise import noise_axes
+from robustness.records import FrozenMap
 from robustness.stats._data import check_confidence, frozen_params, jsonable, judge
 from robustness.stats._groups import Groups, group_rows
 from robustness.stats._intervals import (
@@ -30,10 +31,7 @@ from robustness.stats._intervals import (
 from robustness.stats._pvalues import adjust_pvalues, mcnemar_exact, unpaired_exact
 from robustness.table import RestartTable
 
-__all__ = ["NOISE_AXES", "Comparison", "Comparisons", "compare_arms"]
-
-# Axes that describe the noise itself; the default match is every other axis.
-NOISE_AXES = ("schedule", "eta", "gamma")
+__all__ = ["Comparison", "Comparisons", "compare_arms"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +146,8 @@ def compare_arms(
         baseline: grid values that identify the baseline arm; default
             ``{"schedule": "none"}``.
         match: axes on which the two arms must agree; default every axis not
-            in :data:`NOISE_AXES` nor in ``baseline``.
+            that describes the noise (:func:`robustness.noise.noise_axes`: the
+            schedule and every registered schedule's parameters) nor in ``baseline``.
         criterion: re-judge success from the stored final metrics.
         paired: pair restarts across arms on ``pair_by`` when possible.
         pair_by: ``"seed"`` (default) or ``"restart"``.
@@ -213,7 +212,8 @@ def _match_axes(axes: tuple[str, ...], baseline: Mapping[str, Any], match: Seque
     if missing:
         raise KeyError(f"baseline axis {missing} not in the table; it has {list(axes)}")
     if match is None:
-        return tuple(a for a in axes if a not in NOISE_AXES and a not in baseline)
+        noise = noise_axes(axes)
+        return tuple(a for a in axes if a not in noise and a not in baseline)
     match = tuple(match)
     missing = [a for a in match if a not in axes]
     if missing:

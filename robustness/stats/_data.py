@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from robustness.criterion import OPERATORS, Criterion
-from robustness.outcome import FrozenMap
+from robustness.records import FrozenMap
 from robustness.table import RestartTable
 
 __all__ = ["judge", "metric_values"]

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from robustness.criterion import Criterion
-from robustness.outcome import FrozenMap
+from robustness.records import FrozenMap
 from robustness.stats._data import (
     check_confidence,
     frozen_params,

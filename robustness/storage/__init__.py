@@ -27,9 +27,7 @@ Summary rows
     coordinates), ``seed``, ``restart``, ``success``, ``diverged``, ``metrics``
     (JSON of the final metrics, NaN kept) and ``primary_metric``. The statistics
     read only these (one row per restart instead of a pivot over Optuna's
-    ~130 param and attribute rows per restart). Databases written before
-    storage format 2 lack them; the first open adds the columns and fills them
-    from the trials.
+    ~130 param and attribute rows per restart).
 
 Each trial holds
     params
@@ -88,7 +86,7 @@ from robustness.storage._store import FORMAT_ATTR, STORAGE_FORMAT, RestartStore
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-    from robustness.outcome import RestartOutcome
+    from robustness.records import RestartOutcome
 
 __all__ = [
     "DEFAULT_STORAGE",

@@ -12,6 +12,8 @@ import sqlalchemy
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
+from robustness.errors import RobustnessError
+
 __all__ = ["DEFAULT_STORAGE", "ENV_VAR", "StorageError", "resolve_storage_url"]
 
 # A file next to where the sweep is launched: no server to set up for a laptop run.
@@ -25,7 +27,7 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 POSTGRES_CONNECT_TIMEOUT_S = 10
 
 
-class StorageError(Exception):
+class StorageError(RobustnessError):
     """A storage problem worth one line to the user (unreachable server, unknown study, ...)."""
 
 

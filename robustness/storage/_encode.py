@@ -18,7 +18,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from robustness.outcome import CurvePoint, RestartOutcome
+from robustness.records import CurvePoint, RestartOutcome
 from robustness.storage._keys import (
     ATTR_DEVICE,
     ATTR_DIVERGED,
@@ -33,7 +33,7 @@ from robustness.storage._keys import (
     plain,
 )
 
-# Seeds are 31-bit (see robustness.spec.restart_seed), so every seed fits.
+# Seeds are 31-bit (see robustness.training.spec.restart_seed), so every seed fits.
 SEED_DISTRIBUTION = IntDistribution(0, 2**31 - 1)
 
 
@@ -71,9 +71,28 @@ def _categorical(values: Iterable[Any], existing: BaseDistribution | None) -> Ba
     Keeping old choices in place means a value keeps its index, so distributions
     grow as cells are added instead of disagreeing from one pack to the next.
     """
-    old = list(existing.choices) if isinstance(existing, CategoricalDistribution) else []
-    new = [v for v in sorted(values, key=_choice_order) if not any(type(c) is type(v) and c == v for c in old)]
+    old = existing.choices if isinstance(existing, CategoricalDistribution) else ()
+    return merge_categorical(CategoricalDistribution(old) if old else None, values)
+
+
+def merge_categorical(existing: CategoricalDistribution | None, values: Iterable[Any]) -> CategoricalDistribution:
+    """``existing``'s choices, in place, followed by the new ones among ``values`` in natural order."""
+    old = list(existing.choices) if existing is not None else []
+    new = [v for v in sorted(set_of(values), key=_choice_order) if not any(type(c) is type(v) and c == v for c in old)]
     return CategoricalDistribution(old + new)
+
+
+def set_of(values: Iterable[Any]) -> list[Any]:
+    """Distinct values, type-exact (True and 1 are different choices)."""
+    return [v for _, v in dict.fromkeys((type(v), v) for v in values)]
+
+
+def extends(old: BaseDistribution, new: BaseDistribution) -> bool:
+    """Whether a value stored under ``old`` means the same under ``new`` (its choices come first)."""
+    if not (isinstance(old, CategoricalDistribution) and isinstance(new, CategoricalDistribution)):
+        return False
+    head = new.choices[: len(old.choices)]
+    return len(head) == len(old.choices) and all(type(a) is type(b) and a == b for a, b in zip(old.choices, head))
 
 
 def build_distributions(

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from robustness.outcome import RestartOutcome
+from robustness.records import RestartOutcome
 
 SEED_PARAM = "seed"
 

@@ -43,7 +43,11 @@ def done_keys(conn: sa.Connection, study_id: int) -> set[str]:
 
 
 def _live(study_id: int) -> sa.ColumnElement[bool]:
-    """Rows of ``study_id`` whose trial exists (see :func:`unsummarized` for why not all do)."""
+    """Rows of ``study_id`` whose trial exists.
+
+    On SQLite, stock ``optuna delete-study`` leaves a deleted study's key rows
+    behind (no cascade), and a study made with stock tools may reuse its id.
+    """
     trials = sa.select(TRIALS.c.trial_id).where(TRIALS.c.study_id == study_id)
     return sa.and_(RESTARTS.c.study_id == study_id, RESTARTS.c.trial_id.in_(trials))
 
@@ -52,21 +56,6 @@ def ordered_trial_ids(conn: sa.Connection, study_id: int) -> list[int]:
     """The study's recorded restarts in write order (trial ids grow with every insert)."""
     query = sa.select(RESTARTS.c.trial_id).where(_live(study_id)).order_by(RESTARTS.c.trial_id)
     return list(conn.execute(query).scalars())
-
-
-def unsummarized() -> sa.Select[Any]:
-    """Trial ids of rows that lack their summary (written before storage format 2).
-
-    Only rows whose trial exists: on SQLite, stock ``optuna delete-study`` leaves a
-    deleted study's key rows behind, and there is nothing left to summarize.
-    """
-    live = sa.select(TRIALS.c.trial_id)
-    return sa.select(RESTARTS.c.trial_id).where(RESTARTS.c.cell.is_(None), RESTARTS.c.trial_id.in_(live))
-
-
-def missing_summaries(conn: sa.Connection) -> bool:
-    """Whether any live row lacks its summary."""
-    return conn.execute(unsummarized().limit(1)).first() is not None
 
 
 def study_attrs(conn: sa.Connection, study_id: int) -> dict[str, Any]:
@@ -97,13 +86,12 @@ def _metric_columns(texts: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def read_table(conn: sa.Connection, study_id: int, *, criterion: Criterion | None) -> RestartTable | None:
+def read_table(conn: sa.Connection, study_id: int, *, criterion: Criterion | None) -> RestartTable:
     """The study as a :class:`RestartTable`; every array has shape ``(num_restarts,)``.
 
     Rows are in write order. With ``criterion``, ``success`` is re-judged from the
     stored final metrics (diverged or non-finite is a failure); a criterion on a
     metric the study lacks raises ``KeyError``. One query over the summary columns.
-    Returns None if a row lacks its summary (the caller fills them and asks again).
     """
     r = RESTARTS.c
     query = (
@@ -112,8 +100,6 @@ def read_table(conn: sa.Connection, study_id: int, *, criterion: Criterion | Non
         .order_by(r.trial_id)
     )
     rows = conn.execute(query).all()
-    if any(row[0] is None for row in rows):
-        return None
     cell, seed, restart, success, diverged, metric_texts, primary = zip(*rows) if rows else ([],) * 7
     n = len(rows)
     metrics = _metric_columns(metric_texts)

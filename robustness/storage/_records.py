@@ -1,8 +1,7 @@
 """Full records back from Optuna's tables: every param, attribute and curve point.
 
 The report's curves need this; the statistics do not (they read the summary
-columns, see :mod:`robustness.storage._read`). It also fills the summary columns
-of databases written before storage format 2.
+columns, see :mod:`robustness.storage._read`).
 """
 
 from __future__ import annotations
@@ -15,17 +14,15 @@ from typing import Any
 import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, json_to_distribution
 
-from robustness.outcome import RestartOutcome
+from robustness.records import RestartOutcome
 from robustness.storage import _encode
-from robustness.storage._keys import SUMMARY_COLUMNS, summary
 from robustness.storage._optuna_tables import (
     INTERMEDIATE_TYPE,
     TRIAL_INTERMEDIATE,
     TRIAL_PARAMS,
     TRIAL_USER_ATTRS,
 )
-from robustness.storage._read import ordered_trial_ids, unsummarized
-from robustness.storage._schema import RESTARTS
+from robustness.storage._read import ordered_trial_ids
 
 # Trials per round of queries: bounds memory (a 100-point curve is ~100 rows)
 # while keeping the number of queries small.
@@ -84,28 +81,3 @@ def iter_outcomes(engine: sa.Engine, study_id: int) -> Iterator[RestartOutcome]:
             chunk = outcome_chunk(conn, trial_ids[start : start + OUTCOME_CHUNK])
         yield from chunk
 
-
-def fill_summaries(engine: sa.Engine) -> int:
-    """Write the summary columns of rows that lack them; returns how many were filled.
-
-    Rows lack them in databases written before storage format 2 (and rows an older
-    version of this package writes into a newer database). Rows whose trial is gone
-    (a study deleted with stock tools, on SQLite) are left alone. Idempotent: two
-    processes filling at once write the same values, in the same (trial id) order.
-    """
-    with engine.connect() as conn:
-        todo = list(conn.execute(unsummarized().order_by(RESTARTS.c.trial_id)).scalars())
-    update = (
-        sa.update(RESTARTS)
-        .where(RESTARTS.c.trial_id == sa.bindparam("trial"))
-        .values({name: sa.bindparam(f"new_{name}") for name in SUMMARY_COLUMNS})
-    )
-    for start in range(0, len(todo), OUTCOME_CHUNK):
-        ids = todo[start : start + OUTCOME_CHUNK]
-        with engine.begin() as conn:
-            rows = [
-                {"trial": t, **{f"new_{k}": v for k, v in summary(o, o.params).items()}}
-                for t, o in zip(ids, outcome_chunk(conn, ids))
-            ]
-            conn.execute(update, rows)
-    return len(todo)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from robustness.storage._keys import SUMMARY_COLUMNS
-
 # Our own MetaData, so Optuna's create_all never sees our table (stock storages
 # elsewhere in the process stay untouched).
 METADATA = sa.MetaData()
@@ -45,9 +43,8 @@ STUDY_USER_ATTRS = sa.Table(
 # which then leaves nothing behind. ON DELETE CASCADE lets stock
 # `optuna.delete_study` remove a study on PostgreSQL (SQLite does not enforce it;
 # RestartStore.open_study clears rows left by a deleted study whose id is reused).
-# The summary columns (see _keys.summary) are what read_table reads. They are
-# nullable only because databases from before storage format 2 lack them; opening
-# such a database adds and fills them (RestartStore._open_for_writing).
+# The summary columns (see _keys.summary) are what read_table reads; each row's
+# summary is written in the same transaction as its trial.
 RESTARTS = sa.Table(
     "robustness_restarts",
     METADATA,
@@ -68,25 +65,10 @@ RESTARTS = sa.Table(
 
 
 def create_tables(engine: sa.engine.Engine) -> None:
-    """Create our table if missing, and add summary columns a pre-format-2 table lacks.
-
-    Optuna's tables exist already: RDBStorage made them.
-    """
+    """Create our table if missing (Optuna's tables exist already: RDBStorage made them)."""
     try:
         METADATA.create_all(engine, tables=[RESTARTS], checkfirst=True)
     except sa.exc.SQLAlchemyError:
         # Two processes opening a fresh database race to create it; one wins.
         if not sa.inspect(engine).has_table(RESTARTS.name):
             raise
-    have = {c["name"] for c in sa.inspect(engine).get_columns(RESTARTS.name)}
-    for name in SUMMARY_COLUMNS:
-        if name in have:
-            continue
-        column_type = RESTARTS.c[name].type.compile(dialect=engine.dialect)
-        try:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f"ALTER TABLE {RESTARTS.name} ADD COLUMN {name} {column_type}")
-        except sa.exc.SQLAlchemyError:
-            # Another process upgrading the same database added it first.
-            if name not in {c["name"] for c in sa.inspect(engine).get_columns(RESTARTS.name)}:
-                raise

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 
 from robustness.criterion import Criterion
-from robustness.outcome import RestartOutcome
+from robustness.records import RestartOutcome
 from robustness.storage import _read
 from robustness.storage._config import (
     StorageError,
@@ -25,7 +25,6 @@ from robustness.storage._config import (
     resolve_storage_url,
     safe_url,
 )
-from robustness.storage._keys import SUMMARY_COLUMNS
 from robustness.storage._schema import RESTARTS, STUDIES, TRIALS, create_tables
 from robustness.table import RestartTable
 
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
 
-# Study attribute recording how trials are laid out, for readers of old databases.
+# Study attribute recording how trials are laid out, so a later layout can tell this one apart.
 FORMAT_ATTR = "storage_format"
 # 2: robustness_restarts carries each restart's summary (see _keys.summary).
 STORAGE_FORMAT = 2
@@ -99,7 +98,7 @@ class RestartStore:
         self.url = resolve_storage_url(url)
         # Reading needs only SQLAlchemy; Optuna's RDBStorage (which creates and
         # version-checks the schema) opens on the first write, or here when the
-        # database is not yet laid out for reading (new, or from an older version).
+        # database is not yet laid out for reading (new, or made by stock Optuna).
         self._rdb_storage: optuna.storages.RDBStorage | None = None
         self._opening = threading.Lock()
         with self._storage_failures():
@@ -121,23 +120,19 @@ class RestartStore:
             raise StorageError(f"cannot open storage {safe_url(self.url)}: {one_line(e)}") from e
 
     def _readable(self) -> bool:
-        """Whether our table, with all its summary columns, is there to read from."""
+        """Whether our table and Optuna's studies table are there to read from."""
         try:
             with self._engine.connect() as conn:
-                conn.execute(sa.select(*(RESTARTS.c[name] for name in SUMMARY_COLUMNS)).limit(0))
+                conn.execute(sa.select(RESTARTS).limit(0))
                 conn.execute(sa.select(STUDIES.c.study_id).limit(0))
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as e:
             if _unreachable(e):
                 raise
-            return False  # no such table or column (or an upgrade that stopped half-way)
+            return False  # no such table
         return True
 
     def _open_for_writing(self) -> optuna.storages.RDBStorage:
-        """Optuna's storage; creates or upgrades the schema, and fills old rows' summaries.
-
-        Upgrading a database from before storage format 2 writes to it, so the first
-        open of such a database needs write access, even to read.
-        """
+        """Optuna's storage; creates the schema, or checks Optuna's version of it."""
         with self._opening:
             if self._rdb_storage is None:
                 with self._storage_failures():
@@ -153,23 +148,11 @@ class RestartStore:
                 # One engine from here on (an in-memory SQLite database lives in one engine).
                 self._engine = rdb.engine
                 self._rdb_storage = rdb
-                self._fill_summaries()
             return self._rdb_storage
 
     @property
     def _rdb(self) -> optuna.storages.RDBStorage:
         return self._open_for_writing()
-
-    def _fill_summaries(self) -> None:
-        """Fill the summaries of rows an older version wrote (the columns exist once readable)."""
-        with database_errors(self.url, "upgrading restart summaries"):
-            with self._engine.connect() as conn:
-                if not _read.missing_summaries(conn):
-                    return
-            # Optuna is imported only here: the summaries come from whole trials.
-            from robustness.storage import _records
-
-            _records.fill_summaries(self._engine)
 
     def close(self) -> None:
         if self._rdb_storage is not None:
@@ -232,6 +215,24 @@ class RestartStore:
         with database_errors(self.url, "reading recorded restarts"), self._engine.connect() as conn:
             return _read.done_keys(conn, study_id)
 
+    def declare_axes(self, study: StudyRef, axes: Mapping[str, Sequence[Any]]) -> dict[str, BaseDistribution]:
+        """Fix one distribution per grid axis for the whole study; pass it to :meth:`write_outcomes`.
+
+        ``axes`` maps each axis to every value the search space declares (as
+        ``SearchSpace.axes()`` gives). Trials already stored, from an earlier and
+        smaller grid, get the same distribution, so Optuna sees one static search
+        space (its importance evaluators and optuna-dashboard depend on that).
+        """
+        from robustness.storage import _write
+
+        self._open_for_writing()
+        study_id = self._study_id(study)
+        try:
+            with database_errors(self.url, "declaring the study's axes"), self._engine.begin() as conn:
+                return _write.declare_axes(conn, study_id, axes)
+        except LookupError:
+            raise StorageError(f"study {study!r} was deleted from {safe_url(self.url)}") from None
+
     def write_outcomes(
         self,
         study: StudyRef,
@@ -276,19 +277,10 @@ class RestartStore:
         """
         study_id = self._study_id(study)
         try:
-            with database_errors(self.url, "reading restarts"):
-                with self._engine.connect() as conn:
-                    table = _read.read_table(conn, study_id, criterion=criterion)
-                if table is None:
-                    # Rows written by an older version: fill their summaries, read again.
-                    self._fill_summaries()
-                    with self._engine.connect() as conn:
-                        table = _read.read_table(conn, study_id, criterion=criterion)
+            with database_errors(self.url, "reading restarts"), self._engine.connect() as conn:
+                return _read.read_table(conn, study_id, criterion=criterion)
         except KeyError as e:
             raise StorageError(f"study {study!r}: {e.args[0]}") from None
-        if table is None:
-            raise StorageError(f"study {study!r}: restarts without a summary are still being written; try again")
-        return table
 
     def iter_outcomes(self, study: StudyRef) -> Iterator[RestartOutcome]:
         """Every recorded restart as a full :class:`RestartOutcome`, curves included, in write order."""
@@ -301,7 +293,6 @@ class RestartStore:
 
     def studies(self) -> list[_read.StudySummary]:
         """Every study in the storage with its restart, success and divergence counts."""
-        self._fill_summaries()  # counts come from the summary columns
         with database_errors(self.url, "listing studies"), self._engine.connect() as conn:
             return _read.studies(conn)
 

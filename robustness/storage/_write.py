@@ -17,13 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 from optuna.distributions import (
     BaseDistribution,
+    CategoricalDistribution,
     distribution_to_json,
     json_to_distribution,
 )
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from robustness.outcome import RestartOutcome
+from robustness.records import RestartOutcome
 from robustness.storage import _encode
 from robustness.storage._keys import (
     ATTR_TRAIN_LOSS,
@@ -112,6 +113,44 @@ def latest_distributions(conn: sa.Connection, study_id: int) -> dict[str, BaseDi
         TRIAL_PARAMS.c.trial_id == newest
     )
     return {name: json_to_distribution(text) for name, text in conn.execute(query)}
+
+
+def declare_axes(conn: sa.Connection, study_id: int, axes: Mapping[str, Sequence[Any]]) -> dict[str, BaseDistribution]:
+    """One distribution per axis for the whole study, and every stored trial brought in line with it.
+
+    Optuna treats a study whose trials disagree on a parameter's distribution as
+    a dynamic search space, and its importance evaluators then drop or bury the
+    axis. So each axis gets a categorical over every value the search space
+    declares (after the choices already stored, which keep their indices), and
+    stored trials of an extended study get the same distribution: their stored
+    index still names the same value, since old choices stay first.
+    """
+    if not lock_study(conn, study_id):
+        raise LookupError(study_id)
+    existing = latest_distributions(conn, study_id)
+    dists = _encode.build_distributions(
+        [{name: value} for name, values in axes.items() for value in values], given=None, existing={}
+    )
+    for name, dist in list(dists.items()):
+        old = existing.get(name)
+        if isinstance(old, CategoricalDistribution):
+            dists[name] = _encode.merge_categorical(old, dist.choices)
+    in_study = sa.select(TRIALS.c.trial_id).where(TRIALS.c.study_id == study_id).scalar_subquery()
+    stored = conn.execute(
+        sa.select(TRIAL_PARAMS.c.param_name, TRIAL_PARAMS.c.distribution_json)
+        .where(TRIAL_PARAMS.c.trial_id.in_(in_study), TRIAL_PARAMS.c.param_name.in_(list(dists)))
+        .distinct()
+    ).all()
+    for name, text in stored:
+        new = distribution_to_json(dists[name])
+        if text != new and _encode.extends(json_to_distribution(text), dists[name]):
+            conn.execute(
+                sa.update(TRIAL_PARAMS)
+                .where(TRIAL_PARAMS.c.trial_id.in_(in_study), TRIAL_PARAMS.c.param_name == name,
+                       TRIAL_PARAMS.c.distribution_json == text)
+                .values(distribution_json=new)
+            )
+    return dists
 
 
 def write_batch(

@@ -29,19 +29,20 @@ from typing import Any
 import torch
 
 from robustness.criterion import Criterion
-from robustness.pack import PackTrainer, TrainConfig
-from robustness.plan import SweepPlan, plan_sweep, study_attrs, training_setup
-from robustness.search_space import SearchSpace
-from robustness.spec import RestartSpec
+from robustness.errors import RobustnessError
 from robustness.storage import RestartStore, StorageError, package_versions, restart_key
-from robustness.tasks import Task
+from robustness.study.plan import SweepPlan, plan_sweep, study_attrs, training_setup
+from robustness.study.search_space import SearchSpace
+from robustness.training.pack import PackTrainer, TrainConfig
+from robustness.training.spec import RestartSpec
+from robustness.training.tasks import Task
 
 __all__ = ["SweepError", "SweepResult", "run_sweep"]
 
 _OUTCOMES = "outcomes_pickle"  # result key carrying a finished pack's records to the driver
 
 
-class SweepError(RuntimeError):
+class SweepError(RobustnessError, RuntimeError):
     """A sweep could not run (cluster unreachable, incompatible study, failed packs)."""
 
 
@@ -74,7 +75,6 @@ class _Job:
     device: str
     threads: int
     checkpoint_every_s: float
-    fail_once_dir: str | None = None  # fault injection for tests: each pack fails once after a checkpoint
 
 
 def _pack_trial(trial_config: dict[str, Any], job: _Job) -> None:
@@ -98,11 +98,6 @@ def _pack_trial(trial_config: dict[str, Any], job: _Job) -> None:
             torch.save(tr.state_dict(), Path(d) / "pack.pt")
             tune.report({"step": tr.step, "restarts": 0}, checkpoint=tune.Checkpoint.from_directory(d))
         last = time.monotonic()
-        if job.fail_once_dir is not None:
-            marker = Path(job.fail_once_dir) / f"pack-{index}"
-            if not marker.exists():
-                marker.touch()
-                raise RuntimeError(f"injected failure in pack {index} at update {tr.step}")
 
     try:
         trainer.run(callback=on_eval)
@@ -135,7 +130,7 @@ def _store_callback_class() -> type:
             try:
                 outcomes = pickle.loads(blob)
                 new = self.write(outcomes)
-            except Exception as e:  # keep Tune running; report after fit()
+            except Exception as e:  # noqa: BLE001 (keep Tune running; reported after fit())
                 self.errors.append(e)
                 return
             self.on_written(outcomes, new)
@@ -206,7 +201,6 @@ def run_sweep(
     num_cpus: int | None = None,
     experiment_dir: str | None = None,
     progress: Callable[[int, int, int], None] | None = None,
-    fail_once_dir: str | None = None,
 ) -> SweepResult:
     """Run every restart of ``space`` not yet in ``storage``; returns counts for the study.
 
@@ -230,8 +224,7 @@ def run_sweep(
             slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
             plan = plan_sweep(space, done_keys=store.done_keys(study_id), key=restart_key, pack_size=pack_size, slots=slots)
             return _execute(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, max_failures=max_failures,
-                            checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, progress=progress,
-                            fail_once_dir=fail_once_dir, start=start)
+                            checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, progress=progress, start=start)
         finally:
             if owns_ray:
                 import ray
@@ -243,13 +236,16 @@ def run_sweep(
 
 def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id: int, tune: Any, *, cpus: float,
              gpus: float, max_failures: int, checkpoint_every_s: float, experiment_dir: str | None,
-             progress: Callable[[int, int, int], None] | None, fail_once_dir: str | None, start: float) -> SweepResult:
+             progress: Callable[[int, int, int], None] | None, start: float) -> SweepResult:
     table = store.read_table(study_id)
     recorded, successes = len(table), int(table.success.sum())
     written = 0
 
+    # One distribution per axis for every trial: Optuna then sees a static search space.
+    distributions = store.declare_axes(study_id, space.axes())
+
     def write(outcomes: list[Any]) -> int:
-        return store.write_outcomes(study_id, outcomes)
+        return store.write_outcomes(study_id, outcomes, distributions=distributions)
 
     def on_written(outcomes: list[Any], new: int) -> None:
         # Progress only: the final counts are read back from storage.
@@ -267,7 +263,7 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
         task, config = training_setup(space)
         job = _Job(task=task, config=config, criterion=plan.criterion, packs=plan.packs,
                    device="cuda" if gpus > 0 else "cpu", threads=max(1, int(cpus)),
-                   checkpoint_every_s=checkpoint_every_s, fail_once_dir=fail_once_dir)
+                   checkpoint_every_s=checkpoint_every_s)
         callback = _store_callback_class()(write, on_written)
         trainable = tune.with_resources(tune.with_parameters(_pack_trial, job=job), {"cpu": cpus, "gpu": gpus})
         tuner = tune.Tuner(

@@ -27,6 +27,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from robustness.errors import RobustnessError
+
 __all__ = [
     "KNOWN_SUBSETS", "MNIST_FILES", "MNIST_MIRRORS", "DataError", "Dataset",
     "clear_dataset_cache", "default_data_dir", "download_mnist", "load_dataset",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 
-class DataError(Exception):
+class DataError(RobustnessError):
     """A data file is missing, corrupt, or cannot be fetched (the message is one line)."""
 
 
@@ -381,7 +383,10 @@ def load_digits() -> Dataset:
     return Dataset("digits", train_x, train_y, test_x, test_y, num_classes=10)
 
 
-_DATASETS = ("digits", "mnist")
+# The data sets a task can name, and the one a file gets without saying (offline, no
+# download); the search-space schema and the tasks read both here.
+DATASETS = ("digits", "mnist")
+DEFAULT_DATASET = "digits"
 
 
 @functools.lru_cache(maxsize=8)
@@ -401,8 +406,8 @@ def load_dataset(
     The cached arrays are read-only and shared: copy before editing them.
     """
     key = name.strip().lower()
-    if key not in _DATASETS:
-        raise DataError(f"unknown data set {name!r}; choose one of: {', '.join(_DATASETS)}")
+    if key not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
     folder = None if key == "digits" else _mnist_dir(data_dir).resolve()
     return _load_cached(key, folder, download and folder is not None)
 

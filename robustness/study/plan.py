@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from robustness.criterion import Criterion
-from robustness.pack import TrainConfig
-from robustness.search_space import SearchSpace
-from robustness.spec import RestartSpec
-from robustness.tasks import Task, make_task
+from robustness.study.search_space import SearchSpace
+from robustness.training.config import TrainConfig
+from robustness.training.spec import RestartSpec
+from robustness.training.tasks import Task, make_task
 
 __all__ = ["SweepPlan", "auto_pack_size", "code_revision", "fingerprint", "plan_sweep", "study_attrs", "training_setup"]
 
@@ -33,10 +33,8 @@ def training_setup(space: SearchSpace) -> tuple[Task, TrainConfig]:
     """The task and the shared training settings a search space declares."""
     t, o = space.task, space.optimizer
     task = make_task(t.name, dataset=t.dataset, data_dir=t.data_dir, depth=t.depth, width=t.width, download=t.download)
-    config = TrainConfig(
-        steps=t.steps, batch_size=t.batch_size, eval_every=t.eval_every, optimizer=o.name,
-        momentum=o.momentum or 0.0, betas=tuple(o.betas) if o.betas else (0.9, 0.999), eps=o.eps or 1e-8,
-    )
+    config = TrainConfig.from_options(o.name, o.model_dump(exclude={"name"}), steps=t.steps,
+                                      batch_size=t.batch_size, eval_every=t.eval_every)
     return task, config
 
 

@@ -2,7 +2,7 @@
 
 A task is a frozen dataclass named in a search space's ``task:`` block. The
 restart-pack trainer asks it for data and for a fresh ``nn.Module``; it asks
-for a :class:`~robustness.pack_models.PackModel` to run many restarts at once.
+for a :class:`~robustness.training.pack_models.PackModel` to run many restarts at once.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any, ClassVar, Protocol
 
 from torch import nn
 
-from robustness.data import Dataset, load_dataset
-from robustness.models import make_mlp
-from robustness.pack_models import PackModel, StackedMLP, VmapModel
+from robustness.training.data import DEFAULT_DATASET, Dataset, load_dataset
+from robustness.training.models import make_mlp
+from robustness.training.pack_models import PackModel, StackedMLP, VmapModel
 
 __all__ = ["DeepMLPTask", "TASKS", "Task", "make_task"]
 
@@ -42,7 +42,7 @@ class DeepMLPTask:
     # Accuracy is what the paper reports; test_error = 1 - accuracy is stored too.
     primary_metric: ClassVar[str] = "test_accuracy"
 
-    dataset: str = "digits"
+    dataset: str = DEFAULT_DATASET
     data_dir: str | None = None
     depth: int = 20
     width: int = 50

@@ -1,4 +1,4 @@
-"""Annealed Gaussian gradient noise (Neelakantan et al., 2015, arXiv 1511.06807).
+"""The optimizer side of annealed Gaussian gradient noise (Neelakantan et al., 2015, arXiv 1511.06807).
 
 At update ``t`` (the number of updates already taken, starting at 0) every
 gradient element gets independent Gaussian noise *after* gradient clipping::
@@ -21,127 +21,14 @@ restart trained in a pack equal to the same restart trained alone.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-__all__ = [
-    "AnnealedNoise",
-    "ConstantNoise",
-    "GradientNoise",
-    "NoNoise",
-    "NoiseSchedule",
-    "SCHEDULES",
-    "make_schedule",
-    "register_schedule",
-]
+from robustness.noise.schedules import NoiseSchedule
 
-
-class NoiseSchedule:
-    """Base class: ``variance(t)`` gives sigma_t^2 for update ``t`` (t = 0, 1, ...).
-
-    Subclasses are frozen dataclasses (hashable, picklable) registered under a
-    name with :func:`register_schedule`, so that a YAML file can name them.
-    """
-
-    name: ClassVar[str] = ""
-
-    def variance(self, t: int) -> float:
-        raise NotImplementedError
-
-    def std(self, t: int) -> float:
-        return math.sqrt(self.variance(t))
-
-    def params(self) -> dict[str, Any]:
-        """Grid coordinates describing this schedule (``schedule`` plus its fields)."""
-        return {"schedule": self.name, **dataclasses.asdict(self)}  # type: ignore[call-overload]
-
-    @property
-    def is_noisy(self) -> bool:
-        return True
-
-
-SCHEDULES: dict[str, type[NoiseSchedule]] = {}
-
-
-def register_schedule(name: str) -> Callable[[type[NoiseSchedule]], type[NoiseSchedule]]:
-    """Class decorator: make a schedule available by ``name`` in search spaces.
-
-    Example::
-
-        @register_schedule("linear_decay")
-        @dataclasses.dataclass(frozen=True)
-        class LinearDecay(NoiseSchedule):
-            eta: float
-            steps: int
-            def variance(self, t): return self.eta * max(0.0, 1 - t / self.steps)
-    """
-
-    def decorate(cls: type[NoiseSchedule]) -> type[NoiseSchedule]:
-        if name in SCHEDULES and SCHEDULES[name] is not cls:
-            raise ValueError(f"a noise schedule named {name!r} is already registered")
-        cls.name = name
-        SCHEDULES[name] = cls
-        return cls
-
-    return decorate
-
-
-def make_schedule(name: str, **params: Any) -> NoiseSchedule:
-    """Build a registered schedule by name, e.g. ``make_schedule("annealed", eta=0.3)``."""
-    try:
-        cls = SCHEDULES[name]
-    except KeyError:
-        raise ValueError(f"unknown noise schedule {name!r}; known: {sorted(SCHEDULES)}") from None
-    return cls(**params)
-
-
-@register_schedule("none")
-@dataclasses.dataclass(frozen=True)
-class NoNoise(NoiseSchedule):
-    """The baseline: no noise, and no draws from the generator."""
-
-    def variance(self, t: int) -> float:
-        return 0.0
-
-    @property
-    def is_noisy(self) -> bool:
-        return False
-
-
-@register_schedule("constant")
-@dataclasses.dataclass(frozen=True)
-class ConstantNoise(NoiseSchedule):
-    """Fixed variance ``eta`` at every update."""
-
-    eta: float
-
-    def __post_init__(self) -> None:
-        if not self.eta > 0:
-            raise ValueError(f"eta must be > 0 (it is a variance), got {self.eta}")
-
-    def variance(self, t: int) -> float:
-        return float(self.eta)
-
-
-@register_schedule("annealed")
-@dataclasses.dataclass(frozen=True)
-class AnnealedNoise(NoiseSchedule):
-    """The paper's schedule: ``eta / (1 + t) ** gamma``; the paper used gamma = 0.55."""
-
-    eta: float
-    gamma: float = 0.55
-
-    def __post_init__(self) -> None:
-        if not self.eta > 0:
-            raise ValueError(f"eta must be > 0 (it is a variance), got {self.eta}")
-        if not self.gamma >= 0:
-            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
-
-    def variance(self, t: int) -> float:
-        return self.eta / (1 + t) ** self.gamma
+__all__ = ["GradientNoise", "clip_coefficient"]
 
 
 def clip_coefficient(total_norm: torch.Tensor, clip_norm: float | torch.Tensor) -> torch.Tensor:

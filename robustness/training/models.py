@@ -15,7 +15,10 @@ network on MNIST with three kinds of initialization. The schemes here:
   their eq. for ReLU networks), zero biases. With He, the paper's "good init".
 
 Every scheme draws from an explicit ``torch.Generator`` in module order, so the
-same seed gives the same network in a pack and in a plain ``nn.Module``.
+same seed gives the same network in a pack and in a plain ``nn.Module``. The
+schemes set Linear and Conv weights; every other parameter of any module is
+drawn by that module's own ``reset_parameters`` from the same generator
+(:func:`init_module`).
 """
 
 from __future__ import annotations
@@ -27,14 +30,20 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["INIT_SCHEMES", "ParamLayout", "flatten_params", "init_module", "make_mlp", "register_init"]
+__all__ = [
+    "INIT_SCHEMES", "SCHEME_LAYERS", "ParamLayout", "flatten_params", "init_module", "make_mlp", "register_init",
+]
 
-InitFn = Callable[[nn.Linear, torch.Generator], None]
+# fn(weight, fan_in, generator): fill a Linear or Conv weight in place.
+InitFn = Callable[[torch.Tensor, int, torch.Generator], None]
 INIT_SCHEMES: dict[str, InitFn] = {}
+# Layers whose weight an init scheme sets (bias: zero). Every other module with
+# parameters of its own gets its own reset_parameters(), driven by the restart's generator.
+SCHEME_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def register_init(name: str) -> Callable[[InitFn], InitFn]:
-    """Register ``fn(linear_layer, generator)`` as an init scheme usable from YAML."""
+    """Register ``fn(weight, fan_in, generator)`` as an init scheme usable from YAML."""
 
     def decorate(fn: InitFn) -> InitFn:
         INIT_SCHEMES[name] = fn
@@ -49,21 +58,18 @@ def _normal_(w: torch.Tensor, std: float, generator: torch.Generator) -> None:
 
 
 @register_init("simple")
-def _simple(layer: nn.Linear, generator: torch.Generator) -> None:
-    _normal_(layer.weight, 0.1, generator)
-    nn.init.zeros_(layer.bias)
+def _simple(weight: torch.Tensor, fan_in: int, generator: torch.Generator) -> None:
+    _normal_(weight, 0.1, generator)
 
 
 @register_init("zero")
-def _zero(layer: nn.Linear, generator: torch.Generator) -> None:
-    nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
+def _zero(weight: torch.Tensor, fan_in: int, generator: torch.Generator) -> None:
+    nn.init.zeros_(weight)
 
 
 @register_init("he")
-def _he(layer: nn.Linear, generator: torch.Generator) -> None:
-    _normal_(layer.weight, math.sqrt(2.0 / layer.in_features), generator)
-    nn.init.zeros_(layer.bias)
+def _he(weight: torch.Tensor, fan_in: int, generator: torch.Generator) -> None:
+    _normal_(weight, math.sqrt(2.0 / fan_in), generator)
 
 
 def random_walk_gain(fan_in: int) -> float:
@@ -72,21 +78,44 @@ def random_walk_gain(fan_in: int) -> float:
 
 
 @register_init("random_walk")
-def _random_walk(layer: nn.Linear, generator: torch.Generator) -> None:
-    _normal_(layer.weight, random_walk_gain(layer.in_features) / math.sqrt(layer.in_features), generator)
-    nn.init.zeros_(layer.bias)
+def _random_walk(weight: torch.Tensor, fan_in: int, generator: torch.Generator) -> None:
+    _normal_(weight, random_walk_gain(fan_in) / math.sqrt(fan_in), generator)
+
+
+def _reset_from(layer: nn.Module, generator: torch.Generator) -> None:
+    """``layer``'s own reset, drawing from a seed taken from ``generator`` (the global RNG is restored)."""
+    reset = getattr(layer, "reset_parameters", None) or getattr(layer, "_reset_parameters", None)
+    if reset is None:
+        raise ValueError(
+            f"{type(layer).__name__} has parameters of its own but no reset_parameters(); add one, so that "
+            "each restart can draw its own initial values")
+    seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        reset()
 
 
 @torch.no_grad()
 def init_module(module: nn.Module, scheme: str, generator: torch.Generator) -> nn.Module:
-    """Initialize every ``nn.Linear`` of ``module`` in order with ``scheme``."""
+    """Initialize every parameter of ``module`` from ``generator``, in module order.
+
+    Linear and Conv weights get ``scheme`` (fan-in = inputs per output unit) and
+    zero biases. Any other module with parameters of its own (embeddings,
+    normalization, recurrent cells, attention) runs its own ``reset_parameters``
+    with the global RNG seeded from ``generator``, so two restarts never share a
+    random parameter and the same seed always gives the same network.
+    """
     try:
         fn = INIT_SCHEMES[scheme]
     except KeyError:
         raise ValueError(f"unknown init scheme {scheme!r}; known: {sorted(INIT_SCHEMES)}") from None
     for layer in module.modules():
-        if isinstance(layer, nn.Linear):
-            fn(layer, generator)
+        if isinstance(layer, SCHEME_LAYERS):
+            fn(layer.weight, layer.weight[0].numel(), generator)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif any(True for _ in layer.parameters(recurse=False)):
+            _reset_from(layer, generator)
     return module
 
 

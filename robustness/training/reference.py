@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from robustness.criterion import Criterion
-from robustness.data import Dataset
-from robustness.models import init_module
 from robustness.noise import GradientNoise
-from robustness.outcome import CurvePoint, RestartOutcome
-from robustness.pack import BatchOrder, TrainConfig
-from robustness.spec import RestartSpec, derived_seeds
-from robustness.tasks import Task
+from robustness.records import CurvePoint, RestartOutcome
+from robustness.training.data import Dataset
+from robustness.training.models import init_module
+from robustness.training.pack import BatchOrder, TrainConfig
+from robustness.training.spec import RestartSpec, derived_seeds
+from robustness.training.tasks import Task
 
 __all__ = ["make_optimizer", "train_single"]
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from robustness.models import ParamLayout
+from robustness.training.models import ParamLayout
 
 __all__ = ["PackModel", "StackedMLP", "VmapModel"]
 

@@ -2,14 +2,14 @@
 
 A study is a grid of cells (learning rate x clip x init x noise setting) and
 ``restarts`` random restarts per cell. Restart ``k`` of *every* cell gets the same
-seed (:func:`robustness.spec.restart_seed`), so a noise arm and its no-noise
+seed (:func:`robustness.training.spec.restart_seed`), so a noise arm and its no-noise
 baseline start from the same initialization and see the same batches; only the
 noise stream, derived separately from that seed, differs. That pairing is what
 lets the statistics use McNemar's test instead of comparing independent samples.
 
 This module reads the YAML, expands the grid and builds the :class:`SearchSpace`;
 the schema itself (the section models and their field checks) is in
-:mod:`robustness.search_schema`, and its classes are re-exported here.
+:mod:`robustness.study.schema`, and its classes are re-exported here.
 
 The schema is documented in ``search_spaces/README.md``. Every user error becomes
 one :class:`SearchSpaceError` line naming the file, the key path and what was
@@ -30,16 +30,16 @@ import yaml
 from pydantic import ValidationError
 
 from robustness.criterion import Criterion
-from robustness.noise import SCHEDULES, NoiseSchedule, make_schedule
-from robustness.outcome import FrozenMap
-from robustness.search_schema import (
+from robustness.errors import RobustnessError
+from robustness.noise import make_schedule, schedule_from_cell
+from robustness.records import FrozenMap
+from robustness.study.schema import (
     GRID_KEYS,
     GridConfig,
     NoiseBlock,
     OptimizerConfig,
     TaskConfig,
     _describe,
-    _registry,  # noqa: F401 - re-exported: tests check the registry fallback through this module
     _show,
     _SpaceModel,
     _unique,
@@ -47,11 +47,11 @@ from robustness.search_schema import (
     known_optimizers,
     known_tasks,
 )
-from robustness.spec import RestartSpec, restart_seed
+from robustness.training.spec import RestartSpec, restart_seed
 
 __all__ = [
     "GridConfig", "NoiseBlock", "OptimizerConfig", "SearchSpace", "SearchSpaceError", "TaskConfig",
-    "cell_schedule", "known_inits", "known_optimizers", "known_tasks", "load_search_space",
+    "known_inits", "known_optimizers", "known_tasks", "load_search_space",
     "parse_search_space",
 ]
 
@@ -59,21 +59,11 @@ DEFAULT_MAX_CELLS = 10_000
 DEFAULT_MAX_RESTARTS = 1_000_000
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(RobustnessError, ValueError):
     """A search-space file is invalid. The message is one complete line."""
 
 
 # --- the validated study ------------------------------------------------------------
-
-
-def cell_schedule(cell: Mapping[str, Any]) -> NoiseSchedule:
-    """Rebuild a cell's noise schedule from its coordinates (e.g. a stored trial's params)."""
-    cls = SCHEDULES[cell["schedule"]]
-    if dataclasses.is_dataclass(cls):
-        names = [f.name for f in dataclasses.fields(cls) if f.init]
-    else:
-        names = [k for k in cell if k not in ("lr", "clip", "init", "schedule")]
-    return make_schedule(cell["schedule"], **{k: cell[k] for k in names if cell.get(k) is not None})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +77,7 @@ class SearchSpace:
     text: str = dataclasses.field(repr=False)  # the file as written, stored with the study
     task: TaskConfig
     optimizer: OptimizerConfig
-    grid: GridConfig = dataclasses.field(hash=False)  # holds lists
+    grid: tuple[GridConfig, ...] = dataclasses.field(hash=False)  # the union of these grids; they hold lists
     restarts: int
     base_seed: int
     success: Criterion
@@ -115,7 +105,7 @@ class SearchSpace:
         seeds = [restart_seed(k, base_seed=self.base_seed) for k in range(self.restarts)]
         specs = []
         for cell in chosen:
-            schedule = cell_schedule(cell)
+            schedule = schedule_from_cell(cell)
             specs += [RestartSpec(params=cell, restart=k, seed=seed, lr=float(cell["lr"]), schedule=schedule,
                                   clip_norm=cell["clip"], init=cell["init"]) for k, seed in enumerate(seeds)]
         return specs
@@ -133,31 +123,47 @@ class SearchSpace:
         }
 
 
-def _expand(model: _SpaceModel, *, source: str, max_cells: int, max_restarts: int) -> tuple[FrozenMap, ...]:
-    grid = model.grid
+def _grid_settings(grid: GridConfig) -> tuple[list[Any], list[Any], list[Any], list[dict[str, list[Any]]], int]:
     lrs, clips, inits = _unique(grid.lr), _unique(grid.clip), _unique(grid.init)
     blocks = [block.axes() for block in grid.noise]
     settings = sum(math.prod(len(v) for v in axes.values()) for axes in blocks)
-    upper = len(lrs) * len(clips) * len(inits) * settings
-    if upper > max_cells:  # checked before expanding, so a runaway grid costs nothing
-        raise SearchSpaceError(
-            f"{source}: grid: expected at most {max_cells} cells (max_cells), got {upper} = {len(lrs)} lr x "
-            f"{len(clips)} clip x {len(inits)} init x {settings} noise settings")
+    return lrs, clips, inits, blocks, settings
+
+
+def _noise_settings(grid: GridConfig, blocks: list[dict[str, list[Any]]], *, where: str) -> list[dict[str, Any]]:
     noise = []
     for i, (block, axes) in enumerate(zip(grid.noise, blocks)):
         for combo in itertools.product(*axes.values()):
             kwargs = dict(zip(axes, combo))
             try:
                 schedule = make_schedule(block.schedule, **kwargs)
-            except Exception as exc:  # a user schedule's own check; report it, not a traceback
+            except Exception as exc:  # noqa: BLE001 (a user schedule's own check: report it, not a traceback)
                 shown = ", ".join(f"{k}={_show(v)}" for k, v in kwargs.items())
                 detail = " ".join(str(exc).split())
-                raise SearchSpaceError(f"{source}: grid.noise[{i}]: schedule {block.schedule!r} rejected "
+                raise SearchSpaceError(f"{where}.noise[{i}]: schedule {block.schedule!r} rejected "
                                        f"{shown or 'no parameters'}: {detail}") from None
             noise.append(schedule.params() if dataclasses.is_dataclass(schedule)
                          else {"schedule": block.schedule, **kwargs})
-    blank = dict.fromkeys(_unique([*GRID_KEYS, *(k for params in noise for k in params)]))
+    return noise
+
+
+def _expand(model: _SpaceModel, *, source: str, paths: list[str], max_cells: int,
+            max_restarts: int) -> tuple[FrozenMap, ...]:
+    """Every grid's cells, in file order, each distinct cell once; ``paths`` name the grids in errors."""
+    sizes = [_grid_settings(grid) for grid in model.grid]
+    upper = sum(len(lrs) * len(clips) * len(inits) * n for lrs, clips, inits, _, n in sizes)
+    if upper > max_cells:  # checked before expanding, so a runaway grid costs nothing
+        parts = " + ".join(f"{len(lrs)} lr x {len(clips)} clip x {len(inits)} init x {n} noise settings"
+                           for lrs, clips, inits, _, n in sizes)
+        raise SearchSpaceError(f"{source}: grid: expected at most {max_cells} cells (max_cells), got {upper} = {parts}")
+    products = []
+    for grid, (lrs, clips, inits, blocks, _), path in zip(model.grid, sizes, paths):
+        noise = _noise_settings(grid, blocks, where=f"{source}: {path}")
+        products.append((inits, clips, lrs, noise))
+    keys = _unique([*GRID_KEYS, *(k for *_, noise in products for params in noise for k in params)])
+    blank = dict.fromkeys(keys)
     cells = tuple(_unique(FrozenMap({**blank, "lr": lr, "clip": clip, "init": init, **params})
+                          for inits, clips, lrs, noise in products
                           for init, clip, lr, params in itertools.product(inits, clips, lrs, noise)))
     if len(cells) * model.restarts > max_restarts:
         raise SearchSpaceError(
@@ -221,13 +227,18 @@ def parse_search_space(text: str, *, source: str = "<string>", max_cells: int | 
     10,000 cells and 1,000,000 restarts). Raises :class:`SearchSpaceError`.
     """
     data = _read_yaml(text, source)
+    one_grid = isinstance(data.get("grid"), Mapping)
     try:
         model = _SpaceModel.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
+        if one_grid:  # the file wrote one grid, not a list: name its keys as written (grid.lr, not grid[0].lr)
+            errors = [{**e, "loc": ("grid", *e["loc"][2:])} if tuple(e["loc"][:2]) == ("grid", 0) else e
+                      for e in errors]
         more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
         raise SearchSpaceError(f"{source}: {_describe(errors[0])}{more}") from None
-    cells = _expand(model, source=source,
+    paths = ["grid"] if one_grid else [f"grid[{i}]" for i in range(len(model.grid))]
+    cells = _expand(model, source=source, paths=paths,
                     max_cells=max_cells or model.max_cells or DEFAULT_MAX_CELLS,
                     max_restarts=max_restarts or model.max_restarts or DEFAULT_MAX_RESTARTS)
     success = Criterion(metric=model.success.metric, op=model.success.op, threshold=model.success.threshold)

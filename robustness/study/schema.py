@@ -1,7 +1,7 @@
 """The search-space YAML schema: pydantic models for each section and the checks behind them.
 
-:class:`~robustness.search_space.SearchSpace` is built from the ``_SpaceModel``
-validated here; grid expansion and file loading live in :mod:`robustness.search_space`.
+:class:`~robustness.study.search_space.SearchSpace` is built from the ``_SpaceModel``
+validated here; grid expansion and file loading live in :mod:`robustness.study.search_space`.
 
 Each field's type is a strict check (``_number``, ``_integer``, ``_choice``, ...):
 "3" is not an integer and true is not a number. A failed check, and any other
@@ -14,57 +14,50 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Optional, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from robustness.criterion import OPERATORS
 from robustness.noise import SCHEDULES
+from robustness.training.config import DEFAULT_OPTIMIZER, OPTIMIZER_DEFAULTS, OPTIMIZERS
+from robustness.training.data import DATASETS, DEFAULT_DATASET
 
 __all__ = [
     "GRID_KEYS", "GridConfig", "NoiseBlock", "OptimizerConfig", "TaskConfig", "known_inits", "known_optimizers",
     "known_tasks",
 ]
 
-# Fallbacks until robustness.tasks / robustness.pack / robustness.models exist; the
-# known_* functions prefer the real registries so new entries need no change here.
-TASKS: frozenset[str] = frozenset({"deep_mlp"})
-OPTIMIZERS: frozenset[str] = frozenset({"sgd", "adam"})
-INIT_SCHEMES: frozenset[str] = frozenset({"simple", "zero", "he", "random_walk"})
-DATASETS = ("digits", "mnist")
 GRID_KEYS = ("lr", "clip", "init", "schedule", "eta", "gamma")  # every cell has all six
-# Which optional optimizer keys apply to which optimizer; defaults are PyTorch's.
-_OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"momentum": 0.0},
-    "adam": {"betas": (0.9, 0.999), "eps": 1e-8},
-}
-
-
-def _registry(module: str, attr: str, fallback: Iterable[str]) -> list[str]:
-    try:
-        names = getattr(importlib.import_module(module), attr, None)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:  # the module exists but is broken: don't hide that
-            raise
-        names = None
-    return sorted(fallback if names is None else names)
 
 
 def known_tasks() -> list[str]:
-    return _registry("robustness.tasks", "TASKS", TASKS)
+    from robustness.training.tasks import (
+        TASKS,  # torch: loaded only once a file names a task
+    )
+
+    return sorted(TASKS)
 
 
 def known_optimizers() -> list[str]:
-    return _registry("robustness.pack", "OPTIMIZERS", OPTIMIZERS)
+    return sorted(OPTIMIZERS)
 
 
 def known_inits() -> list[str]:
-    return _registry("robustness.models", "INIT_SCHEMES", INIT_SCHEMES)
+    from robustness.training.models import INIT_SCHEMES
+
+    return sorted(INIT_SCHEMES)
 
 
 def _unique(values: Iterable[Any]) -> list[Any]:
@@ -77,7 +70,7 @@ def _unique(values: Iterable[Any]) -> list[Any]:
 # pydantic error whose context carries our one-line message and any sub-path.
 
 
-class _Bad(Exception):
+class _Bad(Exception):  # noqa: N818 (a control-flow signal inside validation, never raised to users)
     def __init__(self, expect: str, value: Any, at: tuple[Any, ...] = ()) -> None:
         super().__init__(f"expected {expect}, got {_show(value)}")
         self.expect, self.value, self.at = expect, value, at
@@ -260,7 +253,7 @@ class TaskConfig(_Model):
     """What every restart trains. ``steps`` counts parameter updates."""
 
     name: TaskName = Field(description="a known task, e.g. deep_mlp")
-    dataset: DatasetName = "digits"
+    dataset: DatasetName = DEFAULT_DATASET
     data_dir: DataDir = None
     download: Flag = False
     depth: PosInt = Field(20, description="the number of hidden layers, an integer >= 1")
@@ -285,7 +278,7 @@ class TaskConfig(_Model):
 class OptimizerConfig(_Model):
     """The base optimizer; keys that don't apply to ``name`` are None."""
 
-    name: OptimizerName = "sgd"
+    name: OptimizerName = DEFAULT_OPTIMIZER
     momentum: Momentum = None
     betas: Betas = None
     eps: PosFloat = None
@@ -293,10 +286,10 @@ class OptimizerConfig(_Model):
     @model_validator(mode="before")
     @classmethod
     def _applicable(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("name", "sgd") not in _OPTIMIZER_DEFAULTS:
+        if not isinstance(data, dict) or data.get("name", DEFAULT_OPTIMIZER) not in OPTIMIZER_DEFAULTS:
             return data  # not a mapping, or an unknown name: the field checks report it
-        name = data.get("name", "sgd")
-        allowed = _OPTIMIZER_DEFAULTS[name]
+        name = data.get("name", DEFAULT_OPTIMIZER)
+        allowed = OPTIMIZER_DEFAULTS[name]
         for key in ("momentum", "betas", "eps"):
             if key in data and key not in allowed:
                 raise _error(f"not an option of {name}; expected only: name, {', '.join(allowed)}", (key,))
@@ -356,6 +349,16 @@ class GridConfig(_Model):
         description="a non-empty list of noise blocks, e.g. [{schedule: none}]")
 
 
+def _as_grids(value: Any) -> Any:
+    """One grid (a mapping) or a union of grids (a non-empty list of mappings), as a list."""
+    if isinstance(value, Mapping):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise _error(f"expected a mapping with at least lr and noise, or a non-empty list of such mappings, "
+                     f"got {_show(value)}")
+    return value
+
+
 class _SuccessConfig(_Model):
     metric: MetricName = Field(description="a metric name, e.g. test_accuracy")
     op: OpName = Field(description="a comparison (one of: <, <=, >, >=)")
@@ -371,7 +374,10 @@ class _SpaceModel(_Model):
     study: StudyName = Field(description="a study name")
     task: TaskConfig = Field(description="a mapping with at least name and steps")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    grid: GridConfig = Field(description="a mapping with at least lr and noise")
+    # A list of grids is their union: arms that are not a full product (the paper's
+    # Table 1 crosses clip with the simple init only) are one grid each.
+    grid: Annotated[tuple[GridConfig, ...], BeforeValidator(_as_grids)] = Field(
+        description="a mapping with at least lr and noise, or a list of such mappings")
     restarts: PosInt = Field(description="the number of restarts per cell, an integer >= 1")
     base_seed: NonNegInt = 0
     success: _SuccessConfig = Field(description="a mapping with metric, op and threshold")

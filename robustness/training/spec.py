@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from robustness.noise import NoiseSchedule
-from robustness.outcome import FrozenMap
+from robustness.records import FrozenMap
 
 __all__ = ["RestartSpec", "restart_seed", "derived_seeds"]
 
@@ -50,7 +50,7 @@ class RestartSpec:
         lr: learning rate.
         schedule: the gradient-noise schedule (``NoNoise()`` for the baseline).
         clip_norm: global-norm clipping threshold, ``None`` for no clipping.
-        init: name of the initialization scheme (see ``robustness.models.INIT_SCHEMES``).
+        init: name of the initialization scheme (see ``robustness.training.models.INIT_SCHEMES``).
     """
 
     params: FrozenMap

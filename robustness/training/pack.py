@@ -9,9 +9,9 @@ Shapes (R restarts, P parameters per restart, B batch size, d input dim):
 since each restart has its own data order.
 
 Each restart keeps its own seed for initialization, data order and noise
-(see ``robustness.spec.derived_seeds``), its own learning rate, clip threshold,
+(see ``robustness.training.spec.derived_seeds``), its own learning rate, clip threshold,
 init scheme and noise schedule. A restart trained in a pack gives the same
-result as the same restart trained alone with ``robustness.reference`` (a
+result as the same restart trained alone with ``robustness.training.reference`` (a
 plain ``nn.Module``, ``torch.optim`` and ``GradientNoise``): the tests check it.
 
 One update, in the order of the paper (and of ``GradientNoise.step``)::
@@ -36,39 +36,16 @@ import torch
 import torch.nn.functional as F
 
 from robustness.criterion import Criterion
-from robustness.data import Dataset
-from robustness.models import flatten_params, init_module
 from robustness.noise import clip_coefficient
-from robustness.outcome import CurvePoint, RestartOutcome
-from robustness.pack_optim import make_pack_optimizer
-from robustness.spec import RestartSpec, derived_seeds
-from robustness.tasks import Task
+from robustness.records import CurvePoint, RestartOutcome
+from robustness.training.config import TrainConfig
+from robustness.training.data import Dataset
+from robustness.training.models import flatten_params, init_module
+from robustness.training.optimizers import make_pack_optimizer
+from robustness.training.spec import RestartSpec, derived_seeds
+from robustness.training.tasks import Task
 
-__all__ = ["OPTIMIZERS", "PackTrainer", "TrainConfig", "evaluate", "train_pack"]
-
-OPTIMIZERS = ("sgd", "adam")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How every restart of a pack is trained (the per-restart knobs live in RestartSpec)."""
-
-    steps: int = 1000  # number of updates
-    batch_size: int = 128  # the issue's benchmark batch; the paper did not state its own
-    eval_every: int = 100  # updates between learning-curve points
-    optimizer: str = "sgd"  # the paper used plain SGD for MNIST, Adam elsewhere
-    momentum: float = 0.0  # SGD only
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam only; torch's defaults
-    eps: float = 1e-8  # Adam only; torch's default
-    eval_chunk: int = 2048  # evaluation examples per forward: bounds memory at R x chunk x width
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {list(OPTIMIZERS)}")
-        for name in ("steps", "batch_size", "eval_every", "eval_chunk"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
+__all__ = ["PackTrainer", "TrainConfig", "evaluate", "train_pack"]
 
 class BatchOrder:
     """One restart's data order: a fresh permutation each epoch from its own generator.

@@ -80,7 +80,7 @@ class RestartOutcome:
             where the model produced no finite value.
         primary_metric: the name of the task's primary metric in ``metrics``.
         success: whether the restart passed the success criterion in force
-            when it was trained; :meth:`judge` re-judges at another threshold.
+            when it was trained; ``Criterion.judge`` re-judges at another threshold.
         curve: the learning curve, one point per evaluation.
         diverged: the loss or a gradient became NaN/inf; the restart was frozen.
         diverged_step: the update at which that was detected, else ``None``.
@@ -113,13 +113,3 @@ class RestartOutcome:
     def value(self) -> float:
         """The primary metric's final value."""
         return float(self.metrics[self.primary_metric])
-
-    def judge(self, *, metric: str, op: str, threshold: float) -> bool:
-        """Success under another criterion, from the stored final metrics.
-
-        A diverged restart, or one whose metric is not finite, is a failure:
-        dropping such restarts would inflate success rates.
-        """
-        from robustness.criterion import Criterion  # local: keeps this module dependency-free
-
-        return Criterion(metric=metric, op=op, threshold=threshold).judge(self)
