@@ -77,23 +77,43 @@ def main() -> None:
 
 
 # -- validate -----------------------------------------------------------------------
-@main.command(epilog="Example:\n\n    robustness validate search_spaces/paper_mnist_deep20.yaml --json")
+@main.command(epilog="""Examples:
+
+\b
+    robustness validate search_spaces/paper_mnist_deep20.yaml --json
+    robustness validate my_study.yaml --schema-only   # keys only: no data, no model
+""")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--max-cells", type=int, default=None, help="Refuse grids with more cells than this.")
+@click.option("--schema-only", is_flag=True, help="Check the keys only; skip loading the data and the dry run.")
 @handle_errors
-def validate(file: str, as_json: bool, max_cells: int | None) -> None:
-    """Check a search-space FILE and print its cells and restart counts."""
+def validate(file: str, as_json: bool, max_cells: int | None, schema_only: bool) -> None:
+    """Check a search-space FILE and print its cells and restart counts.
+
+    Besides the keys, it builds the task (importing a plugin), loads its data,
+    checks the batch size, and trains two restarts for one update, as the
+    sweep's first pack would: whatever would fail in a sweep fails here.
+    """
     from robustness.study.search_space import load_search_space
 
     space = load_search_space(file, max_cells=max_cells)
     summary = space.summary()
+    if not schema_only:
+        from robustness.study.check import check_trainable
+
+        summary["dry_run"] = check_trainable(space)
     if as_json:
         click.echo(json.dumps(summary))
         return
     click.echo(f"{file}: study {summary['study']!r} is valid")
     click.echo(f"  cells: {summary['cells']}  restarts per cell: {summary['restarts_per_cell']}  "
                f"total restarts: {summary['total_restarts']}")
+    if not schema_only:
+        dry = summary["dry_run"]
+        click.echo(f"  task: {space.task.name}, {dry['parameters']:,} parameters per restart, trained "
+                   + ("in restart packs (one update of a two-restart pack ran)" if dry["route"] == "pack"
+                      else "by its own train(ctx) loop, one restart per trial"))
 
 
 # -- sweep --------------------------------------------------------------------------

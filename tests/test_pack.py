@@ -4,6 +4,7 @@ bit-identically."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 from robustness.criterion import Criterion
 from robustness.noise import AnnealedNoise, ConstantNoise, NoNoise
-from robustness.training.config import TrainConfig
+from robustness.training.config import LRSchedule, TrainConfig
 from robustness.training.data import load_dataset
 from robustness.training.pack import PackTrainer, train_pack
 from robustness.training.reference import train_single
@@ -119,6 +120,98 @@ def test_each_update_matches_the_plain_loop(data, config, lr) -> None:
     assert len({round(o.metrics["test_loss"], 5) for o in pack}) == 8
 
 
+# --- the optimizer knobs and the pack's LR schedule, against the plain loop (torch.optim + LambdaLR) -----
+# Each knob is strong enough to matter within 5 updates (checked: the pack without it
+# differs), so a term applied at the wrong place (e.g. weight decay before clipping) or an
+# off-by-one in the schedule would not pass. Every step: one update, one curve point.
+_FIVE = {"steps": 5, "batch_size": 32, "eval_every": 1}
+KNOBS = {
+    "sgd-nesterov": (TrainConfig(**_FIVE, optimizer="sgd", momentum=0.9, nesterov=True), 0.005),
+    "sgd-weight-decay": (TrainConfig(**_FIVE, optimizer="sgd", weight_decay=0.3), 0.05),
+    "sgd-nesterov-weight-decay": (TrainConfig(**_FIVE, optimizer="sgd", momentum=0.9, nesterov=True,
+                                              weight_decay=0.5), 0.005),
+    "adam-weight-decay": (TrainConfig(**_FIVE, optimizer="adam", weight_decay=1.0), 0.003),
+    "adamw": (TrainConfig(**_FIVE, optimizer="adamw", weight_decay=5.0), 0.003),
+    "step": (TrainConfig(**_FIVE, optimizer="sgd", lr_schedule=LRSchedule("step", step_size=2, gamma=0.2)), 0.05),
+    "cosine": (TrainConfig(**_FIVE, optimizer="adam", lr_schedule=LRSchedule("cosine", final_factor=0.1)), 0.003),
+    "warmup": (TrainConfig(**_FIVE, optimizer="sgd", momentum=0.9, lr_schedule=LRSchedule(warmup=3)), 0.005),
+    "warmup-step": (TrainConfig(**_FIVE, optimizer="sgd", lr_schedule=LRSchedule("step", warmup=2, step_size=1,
+                                                                                gamma=0.5)), 0.05),
+    "warmup-cosine-adamw": (TrainConfig(**_FIVE, optimizer="adamw",
+                                        lr_schedule=LRSchedule("cosine", warmup=2, final_factor=0.0)), 0.003),
+}
+# What each knob is, switched off.
+_PLAIN = {"nesterov": False, "weight_decay": 0.0, "lr_schedule": LRSchedule()}
+
+
+@pytest.mark.parametrize("config,lr", list(KNOBS.values()), ids=list(KNOBS))
+def test_each_knob_matches_the_plain_loop_update_by_update(data, config, lr) -> None:
+    specs = _specs(lr)
+    pack = train_pack(TASK, specs, config, criterion=CRIT, data=data)
+    for spec, outcome in zip(specs, pack):
+        _assert_close(outcome, train_single(TASK, spec, config, criterion=CRIT, data=data))
+    assert len({round(o.metrics["test_loss"], 5) for o in pack}) == 8
+    # the knob matters here: without it, the pack trains to other numbers
+    without = train_pack(TASK, specs, dataclasses.replace(config, **_PLAIN), criterion=CRIT, data=data)
+    assert max(abs(a.metrics["test_loss"] - b.metrics["test_loss"]) for a, b in zip(pack, without)) > 1e-4
+
+
+@pytest.mark.parametrize("config,lr", [KNOBS["sgd-nesterov-weight-decay"], KNOBS["warmup-cosine-adamw"]],
+                         ids=["sgd-nesterov-weight-decay", "warmup-cosine-adamw"])
+def test_knobs_keep_a_restarts_outcome_independent_of_its_pack(data, config, lr) -> None:
+    config = dataclasses.replace(config, steps=30, eval_every=10)
+    specs = _specs(lr, clips=[0.5, None, 2.0, 10.0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the threaded noise path is covered above; this is about the knobs
+    try:
+        full = [_bits(o) for o in train_pack(TASK, specs, config, criterion=CRIT, data=data)]
+        for chosen in ([5], [7, 1, 5]):
+            pack = train_pack(TASK, [specs[i] for i in chosen], config, criterion=CRIT, data=data)
+            for i, o in zip(chosen, pack):
+                assert _bits(o) == full[i], f"restart {i} changed when packed with {chosen}"
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_lr_schedule_factors_by_hand_and_as_torch_schedulers() -> None:
+    step = LRSchedule("step", step_size=2, gamma=0.5)
+    assert [step.factor(t, 6) for t in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    cosine = LRSchedule("cosine", final_factor=0.2)
+    assert [cosine.factor(t, 4) for t in (0, 2, 4)] == pytest.approx([1.0, 0.6, 0.2])
+    warm = LRSchedule("cosine", warmup=3, final_factor=0.0)  # (t + 1) / 4, then cosine over 10 - 3 updates
+    assert [warm.factor(t, 10) for t in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert warm.factor(10, 10) == pytest.approx(0.0, abs=1e-12)
+    assert LRSchedule(warmup=1).factor(0, 5) == 0.5 and LRSchedule().factor(7, 5) == 1.0
+    # without warmup, the same learning rates as torch's own StepLR and CosineAnnealingLR
+    for schedule, make in [
+        (step, lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5)),
+        (cosine, lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=12, eta_min=0.2 * 0.1)),
+    ]:
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sched = make(opt)
+        for t in range(12):
+            assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * schedule.factor(t, 12), rel=1e-12), t
+            opt.step()
+            sched.step()
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"optimizer": "sgd", "nesterov": True}, "nesterov needs optimizer sgd with momentum > 0"),
+        ({"optimizer": "adam", "weight_decay": -1.0}, "weight_decay must be >= 0"),
+        ({"optimizer": "rmsprop"}, "unknown optimizer"),
+    ],
+)
+def test_train_config_refuses_what_torch_refuses(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+    with pytest.raises(ValueError, match="step_size >= 1"):
+        LRSchedule("step")
+    assert TrainConfig(optimizer="adamw").weight_decay == 0.01  # PyTorch's AdamW default
+    assert TrainConfig(optimizer="adam").weight_decay == 0.0
+
+
 def test_vmap_path_matches_the_hand_vectorized_path(data) -> None:
     config = TrainConfig(steps=5, batch_size=16, eval_every=1, optimizer="adam")
     specs = _specs(0.003)
@@ -151,8 +244,17 @@ def test_divergence_is_isolated(data) -> None:
     assert math.isnan(bad.metrics["train_loss"])
 
 
-def test_resume_from_state_dict_is_bit_identical(data) -> None:
-    config = TrainConfig(steps=40, batch_size=32, eval_every=10, optimizer="adam")
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(steps=40, batch_size=32, eval_every=10, optimizer="adam"),
+        # resumed at update 17 of 20: past the warmup, inside the cosine; AdamW's decay acts on theta
+        TrainConfig(steps=20, batch_size=32, eval_every=10, optimizer="adamw", weight_decay=0.5,
+                    lr_schedule=LRSchedule("cosine", warmup=5, final_factor=0.1)),
+    ],
+    ids=["adam", "adamw-warmup-cosine"],
+)
+def test_resume_from_state_dict_is_bit_identical(data, config) -> None:
     specs = _specs(0.003)
     straight = PackTrainer(TASK, specs, config, criterion=CRIT, data=data)
     straight.run()

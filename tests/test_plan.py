@@ -59,3 +59,22 @@ def test_training_setup_follows_the_file() -> None:
     paper = load_search_space(ROOT / "search_spaces" / "paper_mnist_deep20.yaml")
     task, config = training_setup(paper)
     assert (task.depth, task.width, task.dataset, config.optimizer) == (20, 50, "mnist", "sgd")
+
+
+def test_training_setup_maps_optimizer_knobs_and_lr_schedule() -> None:
+    text = TEXT.format(restarts=2, lr="[0.1]", steps=10)
+    sgd = text.replace("optimizer: {name: sgd, momentum: 0.9}",
+                       "optimizer: {name: sgd, momentum: 0.9, nesterov: true, weight_decay: 0.001,\n"
+                       "            lr_schedule: {name: step, step_size: 4, gamma: 0.5, warmup: 2}}")
+    _, config = training_setup(parse_search_space(sgd))
+    assert (config.optimizer, config.momentum, config.nesterov, config.weight_decay) == ("sgd", 0.9, True, 0.001)
+    s = config.lr_schedule
+    assert (s.name, s.step_size, s.gamma, s.warmup) == ("step", 4, 0.5, 2)
+    assert [s.factor(t, 10) for t in range(7)] == [1 / 3, 2 / 3, 1, 1, 1, 1, 0.5]
+    adamw = text.replace("optimizer: {name: sgd, momentum: 0.9}",
+                         "optimizer: {name: adamw, betas: [0.8, 0.99], lr_schedule: {name: cosine, final_factor: 0.1}}")
+    _, config = training_setup(parse_search_space(adamw))
+    assert (config.optimizer, config.weight_decay, config.betas, config.nesterov) == ("adamw", 0.01, (0.8, 0.99), False)
+    assert (config.lr_schedule.name, config.lr_schedule.final_factor, config.lr_schedule.warmup) == ("cosine", 0.1, 0)
+    # the schedule is part of the training, so of the study's fingerprint
+    assert fingerprint(parse_search_space(adamw)) != fingerprint(parse_search_space(adamw.replace("0.1}}", "0.2}}")))

@@ -329,13 +329,18 @@ def test_task_names_come_from_the_live_registry(monkeypatch: pytest.MonkeyPatch)
     [
         # unknown keys, with a suggestion
         (lambda d: d.update(restart=3), "restart: unknown key", "did you mean 'restarts'"),
-        (lambda d: d["task"].update(dpeth=3), "task.dpeth: unknown key", "expected one of: name, dataset"),
+        (lambda d: d["task"].update(dpeth=3), "task.dpeth: unknown key (did you mean 'depth'?)", "expected one of: name, steps, batch_size, eval_every, dataset"),
         (lambda d: d["grid"]["noise"][1].update(gama=[1]), "grid.noise[1].gama: unknown key", "eta, gamma"),
         (lambda d: d["grid"]["noise"][0].update(eta=[1]), "grid.noise[0].eta: unknown key", "no parameters"),
         (lambda d: d.update(resources={"cpus": 1}), "resources.cpus: unknown key", "cpu, gpu"),
         (lambda d: d["optimizer"].update(betas=[0.9, 0.99]), "optimizer.betas: not an option of sgd", "momentum"),
         # wrong types: no silent casts
-        (lambda d: d["task"].update(depth="20"), "task.depth", "expected an integer >= 1, got '20'"),
+        (lambda d: d["task"].update(depth="20"), "task.depth", "expected an integer, got '20'"),
+        (lambda d: d["task"].update(depth=0), "task.depth", "expected an integer >= 1, got 0"),
+        (lambda d: d["task"].update(name="bogus"), "task.name", "expected a known task (one of: deep_mlp)"),
+        (lambda d: d["task"].update(name="no_such_pkg.tasks:Net"), "task.name", "no module named 'no_such_pkg'"),
+        (lambda d: d["task"].update(name="robustness.records:RestartOutcome"), "task.name",
+         "expected a subclass of robustness.training.tasks.Task"),
         (lambda d: d["task"].update(steps=100.0), "task.steps", "expected an integer >= 1, got 100.0"),
         (lambda d: d.update(restarts=True), "restarts", "expected an integer >= 1, got true"),
         (lambda d: d.update(task="deep_mlp"), "task", "expected a mapping, got 'deep_mlp'"),
@@ -486,3 +491,51 @@ def test_errors_inside_a_list_of_grids_name_the_grid() -> None:
     assert "s.yaml: grid[1].lr[0]: expected a number > 0, got -1" in broken(lambda d: d.update(grid=doc["grid"]))
     assert "grid: expected a mapping with at least lr and noise, or a non-empty list" in broken(lambda d: d.update(grid=[]))
     assert "grid.lr[0]: expected a number > 0" in broken(lambda d: d["grid"].update(lr=[-1]))  # one grid: no [0]
+
+
+# --- optimizer knobs and the LR schedule -------------------------------------------------------------
+
+
+def test_optimizer_knobs_and_lr_schedule_get_their_defaults() -> None:
+    sgd = parse_search_space(MINIMAL + "optimizer: {name: sgd, momentum: 0.9, nesterov: true, weight_decay: 5e-4}\n")
+    o = sgd.optimizer
+    assert (o.momentum, o.nesterov, o.weight_decay, o.betas) == (0.9, True, 5e-4, None)
+    assert (o.lr_schedule.name, o.lr_schedule.warmup) == ("constant", 0)  # the default: a fixed lr
+    adamw = parse_search_space(MINIMAL + "optimizer: {name: adamw, lr_schedule: {name: cosine, warmup: 3}}\n").optimizer
+    assert (adamw.weight_decay, adamw.betas, adamw.eps, adamw.nesterov) == (0.01, (0.9, 0.999), 1e-8, None)
+    assert (adamw.lr_schedule.final_factor, adamw.lr_schedule.warmup, adamw.lr_schedule.gamma) == (0.0, 3, None)
+    step = parse_search_space(MINIMAL + "optimizer: {name: adam, lr_schedule: {name: step, step_size: 4}}\n")
+    assert (step.optimizer.weight_decay, step.optimizer.lr_schedule.gamma) == (0.0, 0.1)  # StepLR's gamma
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "message"),
+    [
+        ({"nesterov": True}, "optimizer.nesterov: expected momentum > 0 with nesterov: true, got momentum 0.0"),
+        ({"momentum": 0, "nesterov": True}, "optimizer.nesterov: expected momentum > 0 with nesterov: true"),
+        ({"momentum": 0.9, "nesterov": "yes"}, "optimizer.nesterov: expected true or false, got 'yes'"),
+        ({"name": "adam", "nesterov": False},
+         "optimizer.nesterov: not an option of adam; expected only: name, betas, eps, weight_decay, lr_schedule"),
+        ({"name": "adamw", "momentum": 0.9}, "optimizer.momentum: not an option of adamw"),
+        ({"weight_decay": -0.1}, "optimizer.weight_decay: expected a number >= 0, got -0.1"),
+        ({"weight_decay": "small"}, "optimizer.weight_decay: expected a number >= 0, got 'small'"),
+        ({"lr_schedule": "cosine"}, "optimizer.lr_schedule: expected a mapping, got 'cosine'"),
+        ({"lr_schedule": {"name": "linear"}},
+         "optimizer.lr_schedule.name: expected a known lr schedule (one of: constant, cosine, step), got 'linear'"),
+        ({"lr_schedule": {"name": "step"}}, "optimizer.lr_schedule.step_size: missing required key for schedule 'step'"),
+        ({"lr_schedule": {"name": "step", "step_size": 0}},
+         "optimizer.lr_schedule.step_size: expected an integer >= 1, got 0"),
+        ({"lr_schedule": {"name": "step", "step_size": 2, "gamma": 0}},
+         "optimizer.lr_schedule.gamma: expected a number > 0, got 0"),
+        ({"lr_schedule": {"name": "cosine", "gamma": 0.5}},
+         "optimizer.lr_schedule.gamma: not an option of cosine; expected only: name, final_factor, warmup"),
+        ({"lr_schedule": {"step_size": 2}}, "optimizer.lr_schedule.step_size: not an option of constant"),
+        ({"lr_schedule": {"name": "cosine", "final_factor": -1}},
+         "optimizer.lr_schedule.final_factor: expected a number >= 0, got -1"),
+        ({"lr_schedule": {"warmup": 2.5}}, "optimizer.lr_schedule.warmup: expected an integer >= 0, got 2.5"),
+        ({"lr_schedule": {"warmpu": 2}}, "optimizer.lr_schedule.warmpu: unknown key (did you mean 'warmup'?)"),
+        ({"lr_shedule": {}}, "optimizer.lr_shedule: unknown key (did you mean 'lr_schedule'?)"),
+    ],
+)
+def test_optimizer_knobs_are_checked_in_one_line(optimizer: dict[str, Any], message: str) -> None:
+    assert f"s.yaml: {message}" in broken(lambda d: d.update(optimizer=optimizer))

@@ -80,8 +80,11 @@ class _FailingModel:
     def __init__(self, inner, fault_dir: str, slots: int) -> None:
         self.inner, self.layout, self.fault_dir, self.slots, self.calls = inner, inner.layout, fault_dir, slots, 0
 
-    def forward(self, params, x):
-        if x.dim() == 3:  # a training batch (evaluation passes shared (N, d) inputs)
+    def train(self, mode):
+        self.inner.train(mode)
+
+    def forward(self, params, x, *, shared=False):
+        if not shared:  # a training batch (evaluation passes inputs shared by the restarts)
             self.calls += 1
             if self.calls == 16:  # update 15: the pack has checkpointed at update 10
                 for k in range(self.slots):
@@ -90,7 +93,7 @@ class _FailingModel:
                     except FileExistsError:
                         continue
                     raise RuntimeError(f"injected failure {k}")
-        return self.inner.forward(params, x)
+        return self.inner.forward(params, x, shared=shared)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,18 +106,20 @@ class _FailingTask(DeepMLPTask):
         return _FailingModel(super().pack_model(module, vectorized=vectorized), self.fault_dir, slots=2)
 
 
-def test_failed_packs_are_retried_from_their_checkpoint_exactly_once(ray_local, sqlite_url, tmp_path, monkeypatch) -> None:
+def test_failed_packs_are_retried_from_their_checkpoint_exactly_once(ray_local, sqlite_url, tmp_path) -> None:
     faults = tmp_path / "faults"
     faults.mkdir()
-    sp = space("faulty", restarts=3, steps=40)
-    # Ray workers cannot import this test module: ship the task's code with the pack.
+    # The task is named by import path, as a user's plugin would be; Ray workers cannot
+    # import this test module, so its code ships with the pack.
+    text = space("faulty", restarts=3, steps=40).text.replace(
+        "name: deep_mlp,", f"name: '{__name__}:_FailingTask', fault_dir: '{faults}',")
+    flaky = parse_search_space(text, source="faulty.yaml")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
-        with monkeypatch.context() as m:
-            m.setattr("robustness.study.plan.make_task", lambda name, **kw: _FailingTask(fault_dir=str(faults), **kw))
-            result = run_sweep(sp, storage=sqlite_url, checkpoint_every_s=0.0, max_failures=2)
+        result = run_sweep(flaky, storage=sqlite_url, checkpoint_every_s=0.0, max_failures=2)
     finally:
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    sp = space("faulty", restarts=3, steps=40)
     assert sorted(p.name for p in faults.iterdir()) == ["failure-0", "failure-1"]  # packs really crashed twice
     assert (result.written, result.recorded, result.failed_packs) == (6, 6, 0)
     keys = _keys(sqlite_url, "faulty")

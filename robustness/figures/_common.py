@@ -44,12 +44,17 @@ def fmt(value: Any) -> str:
 
 def arm_axes(table: RestartTable) -> tuple[str, ...]:
     """The noise axes present in ``table`` (schedule and its parameters): they define an arm."""
-    return noise_axes(table.params)
+    return noise_axes(table.params, schedules=_schedules(table))
+
+
+def _schedules(table: RestartTable) -> set[Any]:
+    values = table.params.get("schedule")
+    return set() if values is None else {v for v in list(values) if isinstance(v, str)}
 
 
 def setting_axes(table: RestartTable, *, exclude: Iterable[str] = ()) -> tuple[str, ...]:
     """Every grid axis that is not a noise axis (nor in ``exclude``), sorted."""
-    skip = set(noise_axes(table.params)) | set(exclude)
+    skip = set(noise_axes(table.params, schedules=_schedules(table))) | set(exclude)
     return tuple(sorted(a for a in table.params if a not in skip))
 
 
@@ -62,7 +67,7 @@ def arm_label(arm: Mapping[str, Any]) -> str:
     if is_baseline(arm):
         return "none"
     parts = [fmt(arm.get("schedule"))]
-    for axis in noise_axes(arm):
+    for axis in noise_axes(arm, schedules=[arm.get("schedule")]):
         if axis != "schedule" and arm.get(axis) is not None and fmt(arm[axis]) != "none":
             parts.append(f"{_SYMBOLS.get(axis, axis)}={fmt(arm[axis])}")
     return " ".join(parts)
@@ -89,7 +94,8 @@ def value_sort_key(value: Any) -> tuple[Any, ...]:
 
 def arm_sort_key(arm: Mapping[str, Any]) -> tuple[Any, ...]:
     """Baseline first, then by eta, schedule name, gamma and any other schedule parameter: the heatmap's x order."""
-    rest = tuple(value_sort_key(arm.get(a)) for a in noise_axes(arm) if a not in ("schedule", "eta", "gamma"))
+    rest = tuple(value_sort_key(arm.get(a)) for a in noise_axes(arm, schedules=[arm.get("schedule")])
+                 if a not in ("schedule", "eta", "gamma"))
     return (not is_baseline(arm), _num(arm.get("eta")), fmt(arm.get("schedule")), _num(arm.get("gamma")), *rest)
 
 

@@ -77,7 +77,7 @@ def curve_arrays(outcomes: Iterable[RestartOutcome], *, by: Sequence[str] | None
     for o in outcomes:
         if not o.curve:
             continue
-        axes = noise_axes(o.params) if by is None else by  # default: the restart's arm
+        axes = noise_axes(o.params, schedules=[o.params.get('schedule')]) if by is None else by  # its arm
         arm = FrozenMap({a: _clean(o.params[a]) for a in axes if a in o.params})
         grouped.setdefault(arm, []).append((tuple(p.step for p in o.curve), [p.metric for p in o.curve]))
     out = {}

@@ -23,6 +23,7 @@ __all__ = [
     "NoNoise",
     "NoiseSchedule",
     "SCHEDULES",
+    "SCHEDULE_GROUP",
     "make_schedule",
     "noise_axes",
     "register_schedule",
@@ -133,12 +134,36 @@ class AnnealedNoise(NoiseSchedule):
         return self.eta / (1 + t) ** self.gamma
 
 
+SCHEDULE_GROUP = "robustness.schedules"
+
+
 def schedule_class(name: str) -> type[NoiseSchedule]:
-    """The registered schedule called ``name``; ``ValueError`` naming the known ones otherwise."""
-    try:
+    """The schedule called ``name``: registered, an installed plugin's entry point, or ``package.module:Class``.
+
+    A plugin's class is registered under ``name`` on first use (unless it registered
+    itself), so its cells carry that name and statistics can find it again.
+    """
+    if name in SCHEDULES:
         return SCHEDULES[name]
-    except KeyError:
-        raise ValueError(f"unknown noise schedule {name!r}; known: {sorted(SCHEDULES)}") from None
+    from robustness.plugins import load_entry_point, load_import_path
+
+    cls = load_entry_point(SCHEDULE_GROUP, name, what="noise schedule", check=_wrong_schedule)
+    if cls is None:
+        if ":" not in name:
+            raise ValueError(f"unknown noise schedule {name!r}; known: {sorted(SCHEDULES)} "
+                             "(or an import path 'package.module:Class')")
+        cls = load_import_path(name, what="noise schedule", check=_wrong_schedule)
+    if not cls.name:
+        register_schedule(name)(cls)
+    return cls
+
+
+def _wrong_schedule(obj: Any) -> str | None:
+    if not (isinstance(obj, type) and issubclass(obj, NoiseSchedule)):
+        return f"expected a subclass of robustness.noise.NoiseSchedule, got {getattr(obj, '__name__', obj)!r}"
+    if not dataclasses.is_dataclass(obj):
+        return f"expected a frozen dataclass (decorate {obj.__name__} with @dataclasses.dataclass(frozen=True))"
+    return None
 
 
 def schedule_fields(cls: type[NoiseSchedule]) -> tuple[str, ...]:
@@ -148,15 +173,24 @@ def schedule_fields(cls: type[NoiseSchedule]) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
-def noise_axes(axes: Iterable[str] | None = None) -> tuple[str, ...]:
-    """The axes that describe the noise: ``schedule`` and every registered schedule's fields.
+def noise_axes(axes: Iterable[str] | None = None, *, schedules: Iterable[Any] = ()) -> tuple[str, ...]:
+    """The axes that describe the noise: ``schedule`` and every schedule's fields.
 
-    With ``axes`` (a study's grid axes), only those present, in registry order.
+    The schedules are the registered ones plus those named in ``schedules`` (a
+    study's ``schedule`` values: a plugin is found by entry point or import path).
+    With ``axes`` (a study's grid axes), only those present, in that order.
     Everything else (learning rate, clip, init, a user's own knobs) is a setting
     on which noise and baseline arms are matched.
     """
+    classes = list(SCHEDULES.values())
+    for name in schedules:
+        if isinstance(name, str) and name not in SCHEDULES:
+            try:
+                classes.append(schedule_class(name))
+            except ValueError:
+                pass  # a plugin not installed here: its fields cannot be known
     names = ["schedule"]
-    for cls in SCHEDULES.values():
+    for cls in classes:
         names += [f for f in schedule_fields(cls) if f not in names]
     if axes is None:
         return tuple(names)

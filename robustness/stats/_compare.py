@@ -169,7 +169,7 @@ def compare_arms(
     if len(table) == 0:
         return Comparisons(comparisons=(), unmatched=(), match=tuple(match or ()))
     cells = group_rows(table)
-    match = _match_axes(cells.axes, baseline, match)
+    match = _match_axes(cells.axes, baseline, match, schedules=_schedules_in(table))
     noise, base, unmatched = _pair_cells(cells, baseline, match)
     success = judge(table, criterion)
     n, k = cells.sizes, cells.count(success)
@@ -207,12 +207,18 @@ def compare_arms(
     return Comparisons(comparisons=tuple(comparisons), unmatched=tuple(params[u] for u in unmatched), match=match)
 
 
-def _match_axes(axes: tuple[str, ...], baseline: Mapping[str, Any], match: Sequence[str] | None) -> tuple[str, ...]:
+def _schedules_in(table: RestartTable) -> set[Any]:
+    values = table.params.get("schedule")
+    return set() if values is None else set(np.asarray(values, dtype=object).tolist())
+
+
+def _match_axes(axes: tuple[str, ...], baseline: Mapping[str, Any], match: Sequence[str] | None, *,
+                schedules: set[Any]) -> tuple[str, ...]:
     missing = [a for a in baseline if a not in axes]
     if missing:
         raise KeyError(f"baseline axis {missing} not in the table; it has {list(axes)}")
     if match is None:
-        noise = noise_axes(axes)
+        noise = noise_axes(axes, schedules=schedules)
         return tuple(a for a in axes if a not in noise and a not in baseline)
     match = tuple(match)
     missing = [a for a in match if a not in axes]

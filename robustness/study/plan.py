@@ -18,7 +18,7 @@ from robustness.criterion import Criterion
 from robustness.study.search_space import SearchSpace
 from robustness.training.config import TrainConfig
 from robustness.training.spec import RestartSpec
-from robustness.training.tasks import Task, make_task
+from robustness.training.tasks import Task
 
 __all__ = ["SweepPlan", "auto_pack_size", "code_revision", "fingerprint", "plan_sweep", "study_attrs", "training_setup"]
 
@@ -32,7 +32,7 @@ MAX_GPU_PACK = 4096
 def training_setup(space: SearchSpace) -> tuple[Task, TrainConfig]:
     """The task and the shared training settings a search space declares."""
     t, o = space.task, space.optimizer
-    task = make_task(t.name, dataset=t.dataset, data_dir=t.data_dir, depth=t.depth, width=t.width, download=t.download)
+    task = t.build()
     config = TrainConfig.from_options(o.name, o.model_dump(exclude={"name"}), steps=t.steps,
                                       batch_size=t.batch_size, eval_every=t.eval_every)
     return task, config
@@ -45,7 +45,8 @@ def fingerprint(space: SearchSpace) -> str:
     these would mix incomparable restarts in one study.
     """
     payload = {
-        "task": space.task.model_dump(mode="json"),
+        "task": {"name": space.task.name, "steps": space.task.steps, "batch_size": space.task.batch_size,
+                 "eval_every": space.task.eval_every, **space.task.fields()},
         "optimizer": space.optimizer.model_dump(mode="json"),
         "success": str(space.success),
         "base_seed": space.base_seed,
@@ -114,15 +115,17 @@ class SweepPlan:
         return sum(len(p) for p in self.packs)
 
 
-def plan_sweep(space: SearchSpace, *, done_keys: set[str], key: Any, pack_size: int | None, slots: int) -> SweepPlan:
+def plan_sweep(space: SearchSpace, *, done_keys: set[str], key: Any, pack_size: int | None, slots: int,
+               own_loop: bool = False) -> SweepPlan:
     """Every restart of the grid whose key is not done yet, in packs of ``pack_size``.
 
     ``key(params, restart)`` is storage's ``restart_key``; passing it in keeps
-    this module free of the database layer.
+    this module free of the database layer. A task with its own training loop
+    (``own_loop``) gets one restart per trial unless a pack size is given.
     """
     specs = space.restart_specs()
     todo = [s for s in specs if key(s.params, s.restart) not in done_keys]
-    size = pack_size or space.pack_size or auto_pack_size(len(todo), slots=slots)
+    size = pack_size or space.pack_size or (1 if own_loop else auto_pack_size(len(todo), slots=slots))
     packs = tuple(tuple(todo[i : i + size]) for i in range(0, len(todo), size))
     return SweepPlan(study=space.study, total=len(specs), done=len(specs) - len(todo), packs=packs, criterion=space.success)
 

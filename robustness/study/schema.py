@@ -16,6 +16,8 @@ import dataclasses
 import difflib
 import math
 import re
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Optional, get_args, get_origin
 
@@ -25,14 +27,21 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    field_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from robustness.criterion import OPERATORS
 from robustness.noise import SCHEDULES
-from robustness.training.config import DEFAULT_OPTIMIZER, OPTIMIZER_DEFAULTS, OPTIMIZERS
-from robustness.training.data import DATASETS, DEFAULT_DATASET
+from robustness.training.config import (
+    DEFAULT_LR_SCHEDULE,
+    DEFAULT_OPTIMIZER,
+    LR_SCHEDULE_DEFAULTS,
+    LR_SCHEDULES,
+    OPTIMIZER_DEFAULTS,
+    OPTIMIZERS,
+)
 
 __all__ = [
     "GRID_KEYS", "GridConfig", "NoiseBlock", "OptimizerConfig", "TaskConfig", "known_inits", "known_optimizers",
@@ -215,14 +224,28 @@ NonNegInt = Annotated[int, _plain(_integer(ge=0)), Field(description="an integer
 Cap = Annotated[Optional[int], _plain(_or(_integer(ge=1))), Field(description="an integer >= 1")]
 StudyName = Annotated[str, _plain(_pattern("a name made of letters, digits, '_', '.' and '-'",
                                            r"[A-Za-z0-9_.-]{1,128}"))]
-TaskName = Annotated[str, _plain(_choice("a known task", known_tasks))]
-DatasetName = Annotated[str, _plain(_choice("a known data set", lambda: DATASETS))]
-DataDir = Annotated[Optional[str], _plain(_or(_pattern("a path", r"(?s).+")))]
+TaskName = Annotated[str, _plain(_pattern("a task name or an import path 'package.module:Class'", r"[A-Za-z0-9_.:-]{1,200}"))]
 OptimizerName = Annotated[str, _plain(_choice("a known optimizer", known_optimizers))]
 Momentum = Annotated[Optional[float], _plain(_number(ge=0, lt=1))]
 Betas = Annotated[Optional[tuple[float, float]], _plain(_betas)]
 PosFloat = Annotated[Optional[float], _plain(_number(gt=0))]
-ScheduleName = Annotated[str, _plain(_choice("a registered noise schedule", lambda: SCHEDULES))]
+def _schedule_name(value: Any) -> str:
+    """A registered schedule, an installed plugin's entry point, or ``package.module:Class``."""
+    from robustness.noise import schedule_class
+
+    if not isinstance(value, str):
+        raise _Bad(f"a registered noise schedule (one of: {', '.join(sorted(SCHEDULES))})", value)
+    try:
+        schedule_class(value)
+    except ValueError as e:
+        if ":" in value:  # an import path that failed: say why, in the plugin loader's words
+            raise _error(str(e)) from None
+        raise _Bad(f"a registered noise schedule (one of: {', '.join(sorted(SCHEDULES))}) or an import path "
+                   "'package.module:Class'", value) from None
+    return value
+
+
+ScheduleName = Annotated[str, _plain(_schedule_name)]
 LrList = Annotated[list[float], _plain(_list_of(_number(gt=0), "numbers > 0"))]
 ClipItem = _or(_number(gt=0), none=(None, "none", "None", "NONE"), expect="a number > 0 or none")
 ClipList = Annotated[list[Optional[float]], _plain(_list_of(ClipItem, "numbers > 0 or none"))]
@@ -249,51 +272,201 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TaskConfig(_Model):
-    """What every restart trains. ``steps`` counts parameter updates."""
+class TaskConfig(BaseModel):
+    """What every restart trains: the task (its name and its own fields) and how long.
 
-    name: TaskName = Field(description="a known task, e.g. deep_mlp")
-    dataset: DatasetName = DEFAULT_DATASET
-    data_dir: DataDir = None
-    download: Flag = False
-    depth: PosInt = Field(20, description="the number of hidden layers, an integer >= 1")
-    width: PosInt = 50
+    ``steps`` counts parameter updates. Every other key is a field of the task's
+    class, checked against the field's type and then by the task itself
+    (:class:`~robustness.training.tasks.TaskFieldError`), so a plugin's keys get
+    the same one-line errors as the built-in ones.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: TaskName = Field(description="a task: a built-in name (e.g. deep_mlp), a plugin's name, or package.module:Class")
     steps: PosInt = Field(description="the number of updates, an integer >= 1")
     batch_size: PosInt = 128
     eval_every: PosInt = 100
 
     @model_validator(mode="after")
-    def _consistent(self) -> TaskConfig:
-        for key in ("data_dir", "download"):
-            if key in self.model_fields_set and self.dataset != "mnist":
-                raise _error(f"expected no {key} for dataset {self.dataset!r} (only mnist reads files), "
-                             f"got {_show(getattr(self, key))}", (key,))
+    def _task_fields(self) -> TaskConfig:
         if self.eval_every > self.steps:  # a learning curve needs at least one point
             default = "" if "eval_every" in self.model_fields_set else " (the default)"
             raise _error(f"expected an integer <= task.steps ({self.steps}), got {self.eval_every}{default}",
                          ("eval_every",))
+        from robustness.plugins import PluginError
+        from robustness.training.tasks import TaskFieldError, task_class, task_fields
+
+        try:
+            cls = task_class(self.name)
+        except PluginError as e:
+            raise _error(str(e).removeprefix(f"task {self.name!r}: "), ("name",)) from None
+        fields = task_fields(cls)
+        given = dict(self.model_extra or {})
+        allowed = ["name", "steps", "batch_size", "eval_every", *fields]
+        hints = typing.get_type_hints(cls)
+        for key, value in given.items():
+            if key not in fields:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise _error(f"unknown key{hint}; expected one of: {', '.join(allowed)}", (key,))
+            try:
+                given[key] = _typed(hints.get(key, Any))(value)
+            except _Bad as bad:
+                raise _error(str(bad), (key, *bad.at)) from None
+        try:
+            cls(**given)
+        except TaskFieldError as e:
+            value = given.get(e.field, getattr(fields.get(e.field), "default", None))
+            raise _error(f"expected {e.expected}, got {_show(value)}", (e.field,)) from None
+        except Exception as e:  # noqa: BLE001 (a plugin's own check: report it, not a traceback)
+            raise _error(f"task {self.name!r} refused its fields: {' '.join(str(e).split()) or type(e).__name__}") from None
+        self.__pydantic_extra__.update(given)  # the checked values (an int given for a float, as a float)
         return self
 
+    def fields(self) -> dict[str, Any]:
+        """The task's own fields, defaults included (what the task is built with)."""
+        from robustness.training.tasks import task_class, task_fields
 
-class OptimizerConfig(_Model):
-    """The base optimizer; keys that don't apply to ``name`` are None."""
+        given = dict(self.model_extra or {})
+        out = {}
+        for name, field in task_fields(task_class(self.name)).items():
+            if name in given:
+                out[name] = given[name]
+            elif field.default is not dataclasses.MISSING:
+                out[name] = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                out[name] = field.default_factory()
+        return out
 
-    name: OptimizerName = DEFAULT_OPTIMIZER
-    momentum: Momentum = None
-    betas: Betas = None
-    eps: PosFloat = None
+    def build(self) -> Any:
+        """The task object every restart trains."""
+        from robustness.training.tasks import make_task
+
+        return make_task(self.name, **dict(self.model_extra or {}))
+
+    def __getattr__(self, name: str) -> Any:
+        # A task field the file left at its default reads as that default (space.task.depth).
+        if not name.startswith("_"):
+            try:
+                fields = self.fields()
+            except Exception:  # noqa: BLE001 (an unresolvable task: plain attribute error below)
+                fields = {}
+            if name in fields:
+                return fields[name]
+        return super().__getattr__(name)  # type: ignore[misc]
+
+
+def _typed(tp: Any) -> Callable[[Any], Any]:
+    """The strict check for a task field of type ``tp`` (int, float, bool, str, X | None, Literal, list)."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and type(None) in args:
+            check = _typed(inner[0])
+            return _or(check, expect=f"{_expectation(inner[0])} or null")
+        return _scalar
+    if origin is typing.Literal:
+        return _choice("one of the listed values", lambda: [str(a) for a in args])
+    if origin in (list, tuple) or tp in (list, tuple):
+        item = _typed(args[0]) if args else _scalar
+        return _list_of(item, "values")
+    if tp is bool:
+        return _flag
+    if tp is int:
+        return _any_integer
+    if tp is float:
+        return _number()
+    if tp is str:
+        return _pattern("a string", r"(?s).*")
+    return _scalar
+
+
+def _expectation(tp: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, "a value")
+
+
+def _any_integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Bad("an integer", value)
+    return value
+
+
+# --- the optimizer and its learning-rate schedule ------------------------------------
+Nesterov = Annotated[Optional[bool], _plain(_flag)]
+WeightDecay = Annotated[Optional[float], _plain(_number(ge=0))]
+LrScheduleName = Annotated[str, _plain(_choice("a known lr schedule", lambda: LR_SCHEDULES))]
+StepSize = Annotated[Optional[int], _plain(_integer(ge=1))]
+Decay = Annotated[Optional[float], _plain(_number(gt=0))]
+FinalFactor = Annotated[Optional[float], _plain(_number(ge=0))]
+
+
+def _own_keys(model: type[BaseModel], data: Any, table: Mapping[str, Mapping[str, Any]], default: str,
+              shared: tuple[str, ...]) -> Any:
+    """Refuse the keys of ``model`` that don't apply to ``data["name"]``; fill in that name's defaults.
+
+    ``table`` (from robustness.training.config) maps each name to its own keys and
+    their defaults (None: no default); ``shared`` keys apply to every name.
+    """
+    if not isinstance(data, dict) or data.get("name", default) not in table:
+        return data  # not a mapping, or an unknown name: the field checks report it
+    name = data.get("name", default)
+    allowed = ["name", *table[name], *shared]
+    for key in data:
+        if key in model.model_fields and key not in allowed:  # other keys: pydantic's "unknown key"
+            raise _error(f"not an option of {name}; expected only: {', '.join(allowed)}", (key,))
+    return {**{k: v for k, v in table[name].items() if v is not None}, **data}
+
+
+class _LRScheduleConfig(_Model):
+    """The pack's learning-rate schedule (robustness.training.config.LRSchedule); keys that don't apply are None."""
+
+    name: LrScheduleName = DEFAULT_LR_SCHEDULE
+    warmup: NonNegInt = 0
+    step_size: StepSize = None
+    gamma: Decay = None
+    final_factor: FinalFactor = None
 
     @model_validator(mode="before")
     @classmethod
     def _applicable(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("name", DEFAULT_OPTIMIZER) not in OPTIMIZER_DEFAULTS:
-            return data  # not a mapping, or an unknown name: the field checks report it
-        name = data.get("name", DEFAULT_OPTIMIZER)
-        allowed = OPTIMIZER_DEFAULTS[name]
-        for key in ("momentum", "betas", "eps"):
-            if key in data and key not in allowed:
-                raise _error(f"not an option of {name}; expected only: name, {', '.join(allowed)}", (key,))
-        return {**allowed, **data}
+        return _own_keys(cls, data, LR_SCHEDULE_DEFAULTS, DEFAULT_LR_SCHEDULE, ("warmup",))
+
+    @model_validator(mode="after")
+    def _required(self) -> _LRScheduleConfig:
+        if self.name == "step" and self.step_size is None:
+            raise _error("missing required key for schedule 'step'; expected the updates between decays, "
+                         "an integer >= 1", ("step_size",))
+        return self
+
+
+class OptimizerConfig(_Model):
+    """The base optimizer and the pack's LR schedule; keys that don't apply to ``name`` are None."""
+
+    name: OptimizerName = DEFAULT_OPTIMIZER
+    momentum: Momentum = None
+    nesterov: Nesterov = None
+    weight_decay: WeightDecay = None
+    betas: Betas = None
+    eps: PosFloat = None
+    lr_schedule: _LRScheduleConfig = Field(default_factory=_LRScheduleConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _applicable(cls, data: Any) -> Any:
+        return _own_keys(cls, data, OPTIMIZER_DEFAULTS, DEFAULT_OPTIMIZER, ("lr_schedule",))
+
+    @field_serializer("betas", when_used="json")
+    def _betas_as_list(self, betas: tuple[float, float] | None) -> list[float] | None:
+        # pydantic's own tuple serializer warns on every JSON dump (the fingerprint) of a checked tuple
+        return None if betas is None else list(betas)
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimizerConfig:
+        if self.nesterov and not self.momentum:  # torch.optim.SGD refuses it too
+            raise _error(f"expected momentum > 0 with nesterov: true, got momentum {_show(self.momentum)}",
+                         ("nesterov",))
+        return self
 
 
 class NoiseBlock(BaseModel):
@@ -319,7 +492,9 @@ class NoiseBlock(BaseModel):
                 _list_of(_scalar, "scalars")(value)
             except _Bad as bad:
                 raise _error(str(bad), (key, *bad.at)) from None
-        cls = SCHEDULES[self.schedule]
+        from robustness.noise import schedule_class
+
+        cls = schedule_class(self.schedule)
         if not dataclasses.is_dataclass(cls):
             return self  # no declared fields to check against; the constructor decides
         fields = [f for f in dataclasses.fields(cls) if f.init]

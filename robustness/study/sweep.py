@@ -31,8 +31,10 @@ import torch
 from robustness.criterion import Criterion
 from robustness.errors import RobustnessError
 from robustness.storage import RestartStore, StorageError, package_versions, restart_key
+from robustness.study.check import check_trainable
 from robustness.study.plan import SweepPlan, plan_sweep, study_attrs, training_setup
 from robustness.study.search_space import SearchSpace
+from robustness.training.loop import train_with_loop, uses_own_loop
 from robustness.training.pack import PackTrainer, TrainConfig
 from robustness.training.spec import RestartSpec
 from robustness.training.tasks import Task
@@ -78,11 +80,22 @@ class _Job:
 
 
 def _pack_trial(trial_config: dict[str, Any], job: _Job) -> None:
-    """A Tune function trainable: train one pack, checkpoint it, report its outcomes once."""
+    """A Tune function trainable: train one pack, checkpoint it, report its outcomes once.
+
+    A task with its own ``train(ctx)`` loop trains the pack's restarts one after another instead.
+    """
     from ray import tune
 
     index = trial_config["pack"]
     torch.set_num_threads(job.threads)
+    if uses_own_loop(job.task):
+        # The task's own loop, one restart after another: nothing to checkpoint mid-way,
+        # a retried trial trains its few restarts again from their seeds.
+        data = job.task.load_data()
+        outcomes = [train_with_loop(job.task, spec, job.config, criterion=job.criterion, device=job.device, data=data)
+                    for spec in job.packs[index]]
+        tune.report({"step": job.config.steps, "restarts": len(outcomes), _OUTCOMES: pickle.dumps(outcomes)})
+        return
     trainer = PackTrainer(job.task, job.packs[index], job.config, criterion=job.criterion, device=job.device)
     restored = tune.get_checkpoint()
     if restored is not None:
@@ -209,6 +222,8 @@ def run_sweep(
     from ray import tune
 
     start = time.perf_counter()
+    # The dry run first: a task that cannot train fails here, before Ray or a study row exists.
+    check_trainable(space)
     store = RestartStore(storage)
     try:
         attrs = study_attrs(space, package_versions())
@@ -222,7 +237,8 @@ def run_sweep(
             cpus = float(space.resources.get("cpu", 1))
             gpus = float(space.resources.get("gpu", 0))
             slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
-            plan = plan_sweep(space, done_keys=store.done_keys(study_id), key=restart_key, pack_size=pack_size, slots=slots)
+            plan = plan_sweep(space, done_keys=store.done_keys(study_id), key=restart_key, pack_size=pack_size,
+                              slots=slots, own_loop=uses_own_loop(space.task.build()))
             return _execute(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, max_failures=max_failures,
                             checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, progress=progress, start=start)
         finally:

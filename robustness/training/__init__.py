@@ -7,5 +7,6 @@
 - :mod:`~robustness.training.pack`: the restart-pack trainer (many restarts, one process), with
   :mod:`~robustness.training.pack_models` and :mod:`~robustness.training.optimizers`;
 - :mod:`~robustness.training.reference`: the same restart as a plain ``nn.Module`` +
-  ``torch.optim`` + ``GradientNoise`` loop, the definition a pack must reproduce.
+  ``torch.optim`` + ``GradientNoise`` loop, the definition a pack must reproduce;
+- :mod:`~robustness.training.loop`: a task's own ``train(ctx)`` loop, for models a pack cannot vectorize.
 """

@@ -3,10 +3,12 @@
 This is what makes thousands of restarts affordable: one Ray trial, one
 process and one set of batched kernels per pack instead of per restart.
 
-Shapes (R restarts, P parameters per restart, B batch size, d input dim):
+Shapes (R restarts, P parameters per restart, B batch size):
 ``theta`` (R, P) holds all parameters; the model reads named views of it
-(one leaf per layer tensor); batches are gathered per restart as (R, B, d),
-since each restart has its own data order.
+(one leaf per layer tensor) and each restart's buffers, (R, *shape); batches
+are gathered per restart as (R, B, *input), since each restart has its own
+data order. Any task works: its loss and metrics are per example, so the pack
+computes them on the flattened (R * B) outputs and averages per restart.
 
 Each restart keeps its own seed for initialization, data order and noise
 (see ``robustness.training.spec.derived_seeds``), its own learning rate, clip threshold,
@@ -16,11 +18,12 @@ plain ``nn.Module``, ``torch.optim`` and ``GradientNoise``): the tests check it.
 
 One update, in the order of the paper (and of ``GradientNoise.step``)::
 
-    loss_r = CE(f(theta_r, x_r), y_r)          forward, backward on sum_r loss_r
+    loss_r = mean_b task.loss(f(theta_r, x_rb), y_rb)   forward, backward on sum_r loss_r
     ok_r   = finite(loss_r) and finite(|g_r|)  else restart r is frozen (diverged)
     g_r   *= min(1, clip_r / (|g_r| + 1e-6))   per-restart global-norm clipping
     g_r   += sqrt(eta_r / (1+t)^gamma_r) * z_r z_r ~ N(0, I) from restart r's generator
-    theta_r <- optimizer(theta_r, g_r, lr_r)    SGD (momentum) or Adam, batched
+    theta_r <- optimizer(theta_r, g_r, lr_r f(t))  SGD (momentum, Nesterov), Adam or AdamW, weight
+                                                  decay; f(t) the pack's shared LR schedule
 """
 
 from __future__ import annotations
@@ -28,12 +31,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from robustness.criterion import Criterion
 from robustness.noise import clip_coefficient
@@ -43,7 +45,7 @@ from robustness.training.data import Dataset
 from robustness.training.models import flatten_params, init_module
 from robustness.training.optimizers import make_pack_optimizer
 from robustness.training.spec import RestartSpec, derived_seeds
-from robustness.training.tasks import Task
+from robustness.training.tasks import SampledData, Task, TaskData, TensorData, as_task_data
 
 __all__ = ["PackTrainer", "TrainConfig", "evaluate", "train_pack"]
 
@@ -68,19 +70,32 @@ class BatchOrder:
         return self.perm[i * self.batch_size : (i + 1) * self.batch_size]
 
 
+class SampledOrder:
+    """A synthetic task's data stream: the restart's own generator, which ``sample`` draws from."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)  # CPU: the same batches on any device
+        self.perm: torch.Tensor | None = None  # (checkpoints store BatchOrder and SampledOrder alike)
+
+
 @torch.no_grad()
-def evaluate(model: Any, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accuracy and mean cross-entropy of every restart on (x, y); each shape (R,)."""
-    R = theta.shape[0]
-    params = model.layout.views(theta)
-    correct = torch.zeros(R, device=theta.device)
-    loss = torch.zeros(R, device=theta.device)
+def evaluate(task: Task, model: Any, state: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
+             chunk: int) -> dict[str, torch.Tensor]:
+    """Every metric of ``task`` for every restart on ``(x, y)``: name -> (R,), the mean over examples.
+
+    ``state`` holds each restart's parameters and buffers, name -> (R, *shape).
+    The examples are shared by the restarts and evaluated ``chunk`` at a time.
+    """
+    R = next(iter(state.values())).shape[0]
+    sums: dict[str, torch.Tensor] = {}
     for start in range(0, x.shape[0], chunk):
         xb, yb = x[start : start + chunk], y[start : start + chunk]
-        logits = model.forward(params, xb)  # (R, n, C)
-        correct += (logits.argmax(-1) == yb).sum(1)
-        loss += F.cross_entropy(logits.transpose(1, 2), yb.expand(R, -1), reduction="none").sum(1)
-    return correct / x.shape[0], loss / x.shape[0]
+        out = model.forward(state, xb, shared=True)  # (R, n, ...)
+        targets = yb.unsqueeze(0).expand(R, *yb.shape).flatten(0, 1)
+        for name, per_example in task.metrics(out.flatten(0, 1), targets).items():
+            total = per_example.detach().view(R, -1).sum(1)
+            sums[name] = sums[name] + total if name in sums else total
+    return {name: total / x.shape[0] for name, total in sums.items()}
 
 
 class PackTrainer:
@@ -94,28 +109,28 @@ class PackTrainer:
         *,
         criterion: Criterion,
         device: str | torch.device = "cpu",
-        data: Dataset | None = None,
+        data: Dataset | TaskData | None = None,
         vectorized: bool = True,
     ) -> None:
         if not specs:
             raise ValueError("a pack needs at least one restart")
         self.task, self.specs, self.config, self.criterion = task, list(specs), config, criterion
         self.device = torch.device(device)
-        data = data if data is not None else task.load_data()
-        self.train_x = torch.tensor(data.train_x, device=self.device)
-        self.train_y = torch.tensor(data.train_y, device=self.device)
-        self.test_x = torch.tensor(data.test_x, device=self.device)
-        self.test_y = torch.tensor(data.test_y, device=self.device)
-        module = task.build_module(data)
-        self.model = task.pack_model(module, vectorized=vectorized)
+        data = as_task_data(data if data is not None else task.load_data())
+        self.module = task.build_module(data)
+        self.data = data.to(self.device)
+        self.model = task.pack_model(self.module, vectorized=vectorized)
         R = len(self.specs)
         seeds = [derived_seeds(s.seed) for s in self.specs]  # (init, data, noise) per restart
 
-        rows = []
+        rows, buffers = [], []
         for spec, (init_seed, _, _) in zip(self.specs, seeds):
-            init_module(module, spec.init, torch.Generator().manual_seed(init_seed))
-            rows.append(flatten_params(module))
+            init_module(self.module, spec.init, torch.Generator().manual_seed(init_seed))
+            rows.append(flatten_params(self.module))
+            buffers.append({n: b.detach().clone() for n, b in self.module.named_buffers()})
         self.theta = torch.stack(rows).to(self.device)  # (R, P)
+        # Each restart's own buffers (e.g. normalization statistics), name -> (R, *shape).
+        self.buffers = {n: torch.stack([b[n] for b in buffers]).to(self.device) for n in buffers[0]}
         # One autograd leaf per layer tensor, each a view of theta. Backpropagating
         # into views of a single leaf theta instead would make autograd build a
         # zero-filled (R, P) gradient per layer tensor and sum them: 42 passes over
@@ -125,7 +140,10 @@ class PackTrainer:
         self._grad = torch.empty_like(self.theta)
         self._xbuf: torch.Tensor | None = None
 
-        self.orders = [BatchOrder(d, self.train_x.shape[0], config.batch_size) for _, d, _ in seeds]
+        if isinstance(self.data, TensorData):
+            self.orders = [BatchOrder(d, self.data.n_train, config.batch_size) for _, d, _ in seeds]
+        else:  # synthetic batches, drawn from each restart's own data generator
+            self.orders = [SampledOrder(d) for _, d, _ in seeds]
         self.noise_gens = {
             r: torch.Generator(device=self.device).manual_seed(seeds[r][2])
             for r, s in enumerate(self.specs)
@@ -153,13 +171,23 @@ class PackTrainer:
 
     # -- one update ------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each restart's own batch: x ``(R, B, *input)``, y ``(R, B, *target)``."""
+        R, B = len(self.orders), self.config.batch_size
+        if isinstance(self.data, SampledData):
+            pairs = [self.data.sample(o.generator, B) for o in self.orders]
+            return (torch.stack([x for x, _ in pairs]).to(self.device),
+                    torch.stack([y for _, y in pairs]).to(self.device))
+        train_x, train_y = self.data.train_x, self.data.train_y
         idx = torch.stack([o.indices(self.step) for o in self.orders]).to(self.device).view(-1)  # (R * B,)
-        R, B, d = len(self.orders), self.config.batch_size, self.train_x.shape[1]
         if self._xbuf is None:
-            self._xbuf = torch.empty(R * B, d, dtype=self.train_x.dtype, device=self.device)
+            self._xbuf = torch.empty(R * B, *train_x.shape[1:], dtype=train_x.dtype, device=self.device)
         # Gather into one reused buffer: the batch is the largest tensor of a step.
-        torch.index_select(self.train_x, 0, idx, out=self._xbuf)
-        return self._xbuf.view(R, B, d), self.train_y[idx].view(R, B)
+        torch.index_select(train_x, 0, idx, out=self._xbuf)
+        return self._xbuf.view(R, B, *train_x.shape[1:]), train_y[idx].view(R, B, *train_y.shape[1:])
+
+    @property
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {**self._params, **self.buffers}
 
     def _add_noise(self, g: torch.Tensor) -> None:
         """g[r] += sigma_t(r) * z_r, z_r ~ N(0, I) drawn from restart r's own generator.
@@ -184,11 +212,12 @@ class PackTrainer:
 
     def _update(self) -> None:
         x, y = self._batch()
-        logits = self.model.forward(self._params, x)  # (R, B, C)
-        loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)  # (R,)
+        self.model.train(True)
+        out = self.model.forward(self._state, x)  # (R, B, ...)
+        R, B = y.shape[:2]
+        loss = self.task.loss(out.flatten(0, 1), y.flatten(0, 1)).view(R, B).mean(1)  # (R,)
         # Row r of each layer's gradient is restart r's own: the restarts share no parameters.
         grads = torch.autograd.grad(loss.sum(), self._leaves)
-        R = self.theta.shape[0]
         g = torch.cat([gl.reshape(R, -1) for gl in grads], dim=1, out=self._grad)  # (R, P), theta's layout
         with torch.no_grad():
             norm = torch.linalg.vector_norm(g, dim=1)
@@ -203,16 +232,23 @@ class PackTrainer:
                 g.masked_fill_(~self.active.unsqueeze(1), 0.0)
             if self.noise_gens:
                 self._add_noise(g)
-            self.optimizer.step(g, self.lr * self.active)
+            # The pack's LR schedule: one factor, a function of the update count alone, for all restarts.
+            self.optimizer.step(g, self.lr * self.active * self.config.lr_schedule.factor(self.step, self.config.steps))
             self._loss_sum += torch.where(self.active, loss.detach(), 0.0)
             self._loss_n += self.active
         self.step += 1
 
+    def eval_metrics(self) -> dict[str, torch.Tensor]:
+        """Every metric of the task for every restart now, on the evaluation set: name -> (R,)."""
+        self.model.train(False)
+        state = {**self.model.layout.views(self.theta), **self.buffers}
+        return evaluate(self.task, self.model, state, self.data.test_x, self.data.test_y, chunk=self.config.eval_chunk)
+
     def _evaluate_point(self) -> None:
-        acc, _ = evaluate(self.model, self.theta, self.test_x, self.test_y, chunk=self.config.eval_chunk)
+        metric = self.eval_metrics()[self.task.primary_metric]
         # NaN, not 0, for a restart that took no update in the interval (it had diverged).
         train_loss = torch.where(self._loss_n > 0, self._loss_sum / self._loss_n.clamp(min=1), float("nan"))
-        self.curve.append((self.step, train_loss, acc))
+        self.curve.append((self.step, train_loss, metric))
         self._loss_sum.zero_()
         self._loss_n.zero_()
 
@@ -240,15 +276,14 @@ class PackTrainer:
         """One record per restart; call after ``run()`` finished."""
         if not self.done:
             raise RuntimeError(f"pack stopped at update {self.step} of {self.config.steps}")
-        acc, test_loss = evaluate(self.model, self.theta, self.test_x, self.test_y, chunk=self.config.eval_chunk)
-        acc_l, loss_l = acc.tolist(), test_loss.tolist()
+        final = {name: values.tolist() for name, values in self.eval_metrics().items()}
         train_l = self.curve[-1][1].tolist() if self.curve else [float("nan")] * len(self.specs)
         div_l = self.diverged_at.tolist()
         curves = [(s, tl.tolist(), m.tolist()) for s, tl, m in self.curve]
         share = self.elapsed / len(self.specs)
         out = []
         for r, spec in enumerate(self.specs):
-            metrics = {"test_accuracy": acc_l[r], "test_error": 1.0 - acc_l[r], "test_loss": loss_l[r], "train_loss": train_l[r]}
+            metrics = {**{name: values[r] for name, values in final.items()}, "train_loss": train_l[r]}
             diverged = div_l[r] >= 0
             outcome = RestartOutcome(
                 params=spec.params, restart=spec.restart, seed=spec.seed, metrics=metrics,
@@ -270,6 +305,7 @@ class PackTrainer:
 
         return {
             "step": self.step, "theta": snap(self.theta), "optimizer": self.optimizer.state_dict(),
+            "buffers": {n: snap(b) for n, b in self.buffers.items()},
             "active": snap(self.active), "diverged_at": snap(self.diverged_at),
             "loss_sum": snap(self._loss_sum), "loss_n": snap(self._loss_n), "elapsed": self.elapsed,
             "orders": [(o.generator.get_state(), None if o.perm is None else o.perm.clone()) for o in self.orders],
@@ -289,6 +325,8 @@ class PackTrainer:
         self.step = int(state["step"])
         with torch.no_grad():
             self.theta.copy_(state["theta"].to(dev))
+            for n, b in state["buffers"].items():
+                self.buffers[n].copy_(b.to(dev))
         self.optimizer.load_state_dict(state["optimizer"])
         self.active, self.diverged_at = own(state["active"]), own(state["diverged_at"])
         self._loss_sum, self._loss_n, self.elapsed = own(state["loss_sum"]), own(state["loss_n"]), state["elapsed"]
@@ -311,7 +349,7 @@ def train_pack(
     *,
     criterion: Criterion,
     device: str | torch.device = "cpu",
-    data: Dataset | None = None,
+    data: Dataset | TaskData | None = None,
     vectorized: bool = True,
     callback: Callable[[PackTrainer], None] | None = None,
 ) -> list[RestartOutcome]:

@@ -31,11 +31,16 @@ __all__ = ["PackModel", "StackedMLP", "VmapModel"]
 class PackModel(Protocol):
     layout: ParamLayout
 
-    def forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """``params`` name -> (R, *shape); ``x`` (R, B, d) per-restart batches or (N, d) shared.
+    def forward(self, state: Mapping[str, torch.Tensor], x: torch.Tensor, *, shared: bool = False) -> torch.Tensor:
+        """``state`` name -> (R, *shape), parameters and buffers; ``x`` (R, B, *input) per-restart
+        batches, or with ``shared`` (N, *input) shared by every restart (evaluation).
 
-        Returns logits of shape (R, B, C) or (R, N, C).
+        Returns outputs of shape (R, B, *output) or (R, N, *output).
         """
+        ...
+
+    def train(self, mode: bool) -> None:
+        """Training or evaluation behaviour (dropout, normalization statistics)."""
         ...
 
 
@@ -51,13 +56,16 @@ class StackedMLP:
         # names come in (weight, bias) pairs, in layer order
         self._pairs = [(self.layout.names[2 * i], self.layout.names[2 * i + 1]) for i in range(len(linears))]
 
-    def forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def train(self, mode: bool) -> None:
+        pass  # Linear and ReLU behave the same in both modes
+
+    def forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, *, shared: bool = False) -> torch.Tensor:
         views = params
         h = x
         last = len(self._pairs) - 1
         for i, (wname, bname) in enumerate(self._pairs):
             w, b = views[wname], views[bname]  # (R, out, in), (R, out)
-            if h.dim() == 2:
+            if shared and h.dim() == 2:
                 # Shared inputs (evaluation): broadcast one (N, d) batch to every restart.
                 h = torch.matmul(h, w.transpose(1, 2)) + b.unsqueeze(1)
             else:
@@ -68,15 +76,23 @@ class StackedMLP:
 
 
 class VmapModel:
-    """Any ``nn.Module``, vectorized over restarts with ``torch.func.vmap``."""
+    """Any ``nn.Module`` whose forward ``torch.func`` can vectorize, over restarts with ``vmap``.
+
+    Each restart brings its own parameters and buffers (``functional_call``), so
+    normalization statistics stay per restart. Random ops in the forward (dropout)
+    are refused by ``vmap``: their draws would come from one global stream, so a
+    restart's result would depend on its pack. Such models use their own loop.
+    """
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
         self.layout = ParamLayout.of(module)
 
-    def _single(self, params: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.module, params, (xb,))
+    def train(self, mode: bool) -> None:
+        self.module.train(mode)
 
-    def forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        in_dims = (0, None) if x.dim() == 2 else (0, 0)
-        return vmap(self._single, in_dims=in_dims)(dict(params), x)
+    def _single(self, state: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, state, (xb,))
+
+    def forward(self, state: Mapping[str, torch.Tensor], x: torch.Tensor, *, shared: bool = False) -> torch.Tensor:
+        return vmap(self._single, in_dims=(0, None if shared else 0))(dict(state), x)
