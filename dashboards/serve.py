@@ -29,20 +29,32 @@ from robustness.storage import StorageError
 REPORT_NAME = "index.html"
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the report directory; rebuilds the report first when it is older than ``refresh_s``."""
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves the report page and nothing else; rebuilds it first when older than ``refresh_s``.
 
-    def __init__(self, *args: Any, rebuild: Any, **kwargs: Any) -> None:
-        self._rebuild = rebuild
+    Only ``/`` and ``/index.html`` exist: the folder the page lives in may hold a
+    database, logs or anything else, and none of it is served.
+    """
+
+    def __init__(self, *args: Any, rebuild: Any, page: Path, **kwargs: Any) -> None:
+        self._rebuild, self._page = rebuild, page
         super().__init__(*args, **kwargs)
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0] in ("/", f"/{REPORT_NAME}"):
-            try:
-                self._rebuild()
-            except Exception as e:  # noqa: BLE001 - keep serving the last good report
-                print(f"rebuild failed, serving the previous report: {e}", file=sys.stderr)
-        super().do_GET()
+        if self.path.split("?")[0] not in ("/", f"/{REPORT_NAME}"):
+            self.send_error(404, "only the report is served here: /")
+            return
+        try:
+            self._rebuild()
+        except Exception as e:  # noqa: BLE001 - keep serving the last good report
+            print(f"rebuild failed, serving the previous report: {e}", file=sys.stderr)
+        body = self._page.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # one line per request would drown the URL we printed
@@ -76,7 +88,7 @@ def make_server(
                 built[0] = time.monotonic()
 
     rebuild(force=True)
-    handler = functools.partial(_Handler, rebuild=rebuild, directory=str(directory))
+    handler = functools.partial(_Handler, rebuild=rebuild, page=page)
     return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
 
 

@@ -83,7 +83,7 @@ def main() -> None:
     robustness validate search_spaces/paper_mnist_deep20.yaml --json
     robustness validate my_study.yaml --schema-only   # keys only: no data, no model
 """)
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file")  # checked by the library: one line for a directory or a missing file
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--max-cells", type=int, default=None, help="Refuse grids with more cells than this.")
 @click.option("--schema-only", is_flag=True, help="Check the keys only; skip loading the data and the dry run.")
@@ -124,7 +124,7 @@ def validate(file: str, as_json: bool, max_cells: int | None, schema_only: bool)
     robustness sweep search_spaces/paper_mnist_deep20.yaml --address 10.0.0.5:6379 \\
         --storage postgresql+psycopg://robustness@db:5432/robustness
 """)
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file")  # checked by the library: one line for a directory or a missing file
 @_storage_option
 @click.option("--address", default=None, metavar="HOST:PORT",
               help="Join a running Ray cluster instead of starting a local Ray instance.")
@@ -369,12 +369,16 @@ def compare(study: str, storage: str | None, baseline: str, match: str | None, u
 @click.option("--alpha", type=click.FloatRange(0.0001, 0.5), default=0.05, show_default=True)
 @click.option("--power", "power_", type=click.FloatRange(0.05, 0.9999), default=0.8, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@handle_errors
 def power(p1: float, p2: float | None, n: int | None, alpha: float, power_: float, as_json: bool) -> None:
     """Restarts per arm to detect P1 -> P2 (two-sided, Cohen's h), or the P2 detectable with N."""
     from robustness.stats import detectable_difference, restarts_needed
 
     if (p2 is None) == (n is None):
         raise click.UsageError("give exactly one of --p2 (how many restarts?) or --n (what can they detect?)")
+    for name, value in (("--p1", p1), ("--p2", p2)):
+        if value is not None and not 0 <= value <= 1:  # NaN fails this too
+            raise OptionError(f"{name} must be a success rate in [0, 1], got {value}")
     if p2 is not None:
         if p2 == p1:
             raise click.UsageError("--p1 and --p2 must differ")

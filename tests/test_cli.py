@@ -207,3 +207,20 @@ def test_every_user_facing_error_has_the_one_base_class_the_cli_catches() -> Non
 
     with pytest.raises(ZeroDivisionError):
         boom()
+
+
+def test_bad_options_are_one_line_and_exit_2(study_url: str, tmp_path: Path) -> None:
+    code, _, err = run("power", "--p1", "nan", "--p2", "0.1")
+    assert code == 2 and err == "Error: --p1 must be a success rate in [0, 1], got nan\n"
+    code, out, err = run("compare", "cli", "--storage", study_url, "--baseline", "schedule=bogus")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "baseline schedule='bogus' matches no cell; the study's schedule values: annealed, none" in err
+    code, _, err = run("validate", str(tmp_path))
+    assert code == 2 and err == f"Error: {tmp_path}: expected a search-space file, got a directory\n"
+
+
+@pytest.mark.parametrize("url", ["postgresql://me:hunter2@@db:port/x", "hunter2 sqlite:///x.db", "sqlite//hunter2"])
+def test_a_malformed_storage_url_is_never_echoed(url: str) -> None:
+    code, _, err = run("status", "--storage", url)
+    assert code == 2 and err.startswith("Error: not a database URL") and err.count("\n") == 1
+    assert "hunter2" not in err

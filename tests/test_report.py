@@ -14,6 +14,7 @@ import itertools
 import math
 import re
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,12 @@ def test_serve_builds_and_serves_on_localhost(demo_store: str, tmp_path: Path) -
         with urllib.request.urlopen(f"http://{host}:{port}/", timeout=30) as response:
             body = response.read().decode()
         assert response.status == 200 and 'id="heatmap"' in body and DEMO.study in body
+        # the folder the page lives in may hold the database and logs: none of it is served
+        (tmp_path / "robustness.db").write_bytes(b"SQLite format 3\x00 secrets")
+        for path in ("/robustness.db", "/%00", "/../robustness.db", "/index.html/../robustness.db", "//etc/passwd"):
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=30)
+            assert info.value.code == 404, path
     finally:
         server.shutdown()
         server.server_close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -539,3 +541,35 @@ def test_optimizer_knobs_and_lr_schedule_get_their_defaults() -> None:
 )
 def test_optimizer_knobs_are_checked_in_one_line(optimizer: dict[str, Any], message: str) -> None:
     assert f"s.yaml: {message}" in broken(lambda d: d.update(optimizer=optimizer))
+
+
+# --- hostile files: refused fast, never expanded ---------------------------------------------------
+
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")) + "study: x\n"
+
+
+def test_anchors_and_aliases_are_refused_before_anything_expands() -> None:
+    # Run in a child with a deadline: expanding these aliases would take hours and gigabytes.
+    code = ("import sys; from robustness.study.search_space import parse_search_space, SearchSpaceError\n"
+            "try:\n    parse_search_space(sys.stdin.read(), source='laughs.yaml')\n"
+            "except SearchSpaceError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], input=LAUGHS, capture_output=True, text=True, timeout=60)
+    assert out.stdout.startswith("laughs.yaml: line 1, column 4: malformed YAML: anchors and aliases")
+    assert "paper_mnist" not in out.stdout and out.returncode == 0
+
+
+def test_deep_nesting_and_huge_files_are_refused() -> None:
+    assert "nested deeper than 32 levels" in error_of("study: " + "[" * 40 + "]" * 40)
+    assert "expected a search space of at most 1024 KiB" in error_of("study: x\n" + "#" * (1 << 21))
+
+
+def test_values_are_rendered_only_as_far_as_they_are_printed() -> None:
+    from robustness.study.schema import _show
+
+    level: list = ["lol"] * 9
+    for _ in range(12):  # 9**13 leaves if walked in full
+        level = [level] * 9
+    shown = _show(level)
+    assert len(shown) <= 60 and shown.startswith("[[[[") and shown.endswith("...")
+    assert _show({"k" * 1000: 1}) == "a mapping with keys " + "k" * 37 + "..."

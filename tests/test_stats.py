@@ -213,8 +213,12 @@ def test_unmatched_noise_arms_are_reported_not_tested() -> None:
     result = compare_arms(t)
     assert len(result) == 1 and [dict(u) for u in result.unmatched] == [lonely]
     assert result.to_dict()["unmatched"] == [lonely]
-    # No baseline anywhere: everything is unmatched, nothing crashes.
-    assert len(compare_arms(t, baseline={"schedule": "constant"})) == 0
+    # No baseline cell in the study: everything is unmatched, nothing crashes.
+    only_noise = table(arm(BASE | ANNEALED, [0.001]))
+    assert len(compare_arms(only_noise)) == 0 and len(compare_arms(only_noise).unmatched) == 1
+    # A baseline value that no cell has is a typo: one line naming the values there are.
+    with pytest.raises(ValueError, match=r"baseline schedule='constant' matches no cell; the study's schedule values: annealed, none"):
+        compare_arms(t, baseline={"schedule": "constant"})
 
 
 def test_holm_is_applied_across_all_comparisons() -> None:

@@ -164,11 +164,14 @@ def compare_arms(
             that tells them apart to ``match``), or a cell repeats a seed
             while pairing.
     """
+    explicit = baseline is not None
     baseline = {"schedule": "none"} if baseline is None else dict(baseline)
     check_confidence(confidence)
     if len(table) == 0:
         return Comparisons(comparisons=(), unmatched=(), match=tuple(match or ()))
     cells = group_rows(table)
+    if explicit:
+        _check_baseline_values(cells, baseline)
     match = _match_axes(cells.axes, baseline, match, schedules=_schedules_in(table))
     noise, base, unmatched = _pair_cells(cells, baseline, match)
     success = judge(table, criterion)
@@ -228,6 +231,18 @@ def _match_axes(axes: tuple[str, ...], baseline: Mapping[str, Any], match: Seque
     if clash:
         raise ValueError(f"match axes {clash} also define the baseline, so no noise arm could match it")
     return match
+
+
+def _check_baseline_values(cells: Groups, baseline: Mapping[str, Any]) -> None:
+    """A baseline value no cell has is a typo (``schedule=nnoe``), not a study without pairs."""
+    for axis, value in baseline.items():
+        if axis not in cells.axes:
+            continue  # reported by _match_axes
+        at = cells.axes.index(axis)
+        values = {key[at] for key in cells.keys}
+        if value not in values:
+            known = ", ".join(sorted(map(str, values)))
+            raise ValueError(f"baseline {axis}={value!r} matches no cell; the study's {axis} values: {known}")
 
 
 def _pair_cells(

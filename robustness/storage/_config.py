@@ -42,10 +42,20 @@ def resolve_storage_url(url: str | None) -> str:
         if chosen.startswith(bare):
             chosen = "postgresql+psycopg://" + chosen[len(bare) :]
     try:
-        make_url(chosen)
-    except sqlalchemy.exc.ArgumentError as e:
-        raise StorageError(f"not a database URL: {chosen!r} (expected e.g. {DEFAULT_STORAGE})") from e
+        make_url(chosen).port  # parses the port too: a malformed one raises ValueError
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+        # The value may hold a password typed in the wrong place: never echo it back.
+        raise StorageError(f"not a database URL: {_redacted(chosen)} (expected e.g. {DEFAULT_STORAGE} or "
+                           "postgresql+psycopg://user@host:5432/db)") from e
     return chosen
+
+
+def _redacted(text: str) -> str:
+    """The scheme of a malformed URL, and nothing after it that could be a secret."""
+    scheme, sep, _ = text.partition("://")
+    if sep and scheme.replace("+", "").replace("-", "").isalnum():
+        return f"'{scheme}://...'"
+    return "the value given (not shown: it may hold a password)"
 
 
 def safe_url(url: str) -> str:

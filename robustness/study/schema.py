@@ -99,20 +99,48 @@ def _plain(check: Callable[[Any], Any]) -> PlainValidator:
     return PlainValidator(run)
 
 
-def _show(value: Any) -> str:
-    """A short, one-line, YAML-flavoured rendering of a user value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, Mapping):
-        return "a mapping" + (f" with keys {', '.join(map(str, value))}" if value else " {}")
-    if isinstance(value, list):
-        text = "[" + ", ".join(_show(v) for v in value) + "]"
-    else:
-        text = repr(value) if isinstance(value, str) else str(value)
-    text = text.replace("\n", " ")
-    return text if len(text) <= 60 else text[:57] + "..."
+def _show(value: Any, limit: int = 60) -> str:
+    """A short, one-line, YAML-flavoured rendering of a user value, at most ``limit`` characters.
+
+    Rendering stops once the budget is spent, so a huge or deeply nested value
+    costs no more than what is printed.
+    """
+    parts: list[str] = []
+    size = 0
+
+    def emit(text: str) -> bool:
+        nonlocal size
+        parts.append(text)
+        size += len(text)
+        return size <= limit
+
+    def walk(v: Any, depth: int) -> bool:
+        if v is None:
+            return emit("null")
+        if isinstance(v, bool):
+            return emit(str(v).lower())
+        if isinstance(v, Mapping):
+            if not v:
+                return emit("a mapping {}")
+            if not emit("a mapping with keys "):
+                return False
+            for i, key in enumerate(v):
+                if (i and not emit(", ")) or not emit(str(key)[: limit + 1]):
+                    return False
+            return True
+        if isinstance(v, (list, tuple)):
+            if depth > 20 or not emit("["):
+                return emit("...")
+            for i, item in enumerate(v):
+                if (i and not emit(", ")) or not walk(item, depth + 1):
+                    return False
+            return emit("]")
+        text = repr(v[: limit + 1]) if isinstance(v, str) else str(v)[: limit + 1]
+        return emit(text)
+
+    walk(value, 0)
+    text = "".join(parts).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _number(*, gt: float | None = None, ge: float | None = None, lt: float | None = None,

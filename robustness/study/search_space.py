@@ -175,8 +175,33 @@ def _expand(model: _SpaceModel, *, source: str, paths: list[str], max_cells: int
 # --- loading --------------------------------------------------------------------------
 
 
+MAX_FILE_BYTES = 1 << 20  # a search space is a page of YAML; a megabyte is not one
+MAX_DEPTH = 32  # the schema nests five levels deep
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate and non-string keys instead of guessing."""
+    """SafeLoader that refuses anchors and aliases, deep nesting, duplicate and non-string keys.
+
+    Aliases have no use in a search space, and nested aliases expand
+    exponentially ("billion laughs"); refusing them at composition costs nothing.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed in a search space; "
+                "write the value out", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
@@ -186,7 +211,7 @@ class _Loader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     None, None, f"keys must be strings, got {_show(key)}", key_node.start_mark)
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {_show(key)}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -201,6 +226,9 @@ _Loader.add_implicit_resolver(
 
 def _read_yaml(text: str, source: str) -> dict[str, Any]:
     empty = f"{source}: the file is empty; expected a mapping with keys study, task, grid, restarts, success"
+    if len(text) > MAX_FILE_BYTES:
+        raise SearchSpaceError(f"{source}: expected a search space of at most {MAX_FILE_BYTES // 1024} KiB, "
+                               f"got {len(text) // 1024} KiB")
     if not text.strip():
         raise SearchSpaceError(empty)
     try:
@@ -259,6 +287,11 @@ def load_search_space(path: str | Path, *, max_cells: int | None = None,
         space.summary()  # {'study': 'demo-noise', 'cells': 2, 'restarts_per_cell': 24, ...}
     """
     try:
+        if Path(path).is_dir():
+            raise SearchSpaceError(f"{path}: expected a search-space file, got a directory")
+        if Path(path).stat().st_size > MAX_FILE_BYTES:
+            raise SearchSpaceError(f"{path}: expected a search space of at most {MAX_FILE_BYTES // 1024} KiB, "
+                                   f"got {Path(path).stat().st_size // 1024} KiB")
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise SearchSpaceError(f"{path}: expected a UTF-8 text file") from None
