@@ -411,6 +411,24 @@ def test_grid_above_the_cell_cap() -> None:
     assert "expected at most 10 cells" in message
 
 
+def test_a_huge_grid_with_raised_caps_is_refused_from_the_axis_lengths() -> None:
+    doc = base()
+    doc["grid"]["lr"] = [0.001 * (i + 1) for i in range(1000)]
+    doc["grid"]["clip"] = [float(i + 1) for i in range(1000)]
+    doc.update(restarts=500_000, max_cells=10**12, max_restarts=10**12)  # 10^12 restarts asked for
+    message = error_of(yaml.safe_dump(doc))
+    assert "restarts: expected at most 5000000 restarts in total (max_restarts; the tool's ceiling is 5000000)" in message
+
+
+def test_values_a_user_would_expect_refused() -> None:
+    assert "base_seed: expected an integer >= 0 and < 2**63, got 18446744073709551616" in broken(
+        lambda d: d.update(base_seed=2**64))
+    assert "task.depth: expected depth and width giving at most 50,000,000 parameters" in broken(
+        lambda d: d["task"].update(depth=100_000_000))
+    assert "task.width: expected depth and width giving at most 50,000,000 parameters" in broken(
+        lambda d: d["task"].update(width=1_000_000_000))
+
+
 def test_runaway_grid_is_refused_before_expansion() -> None:
     doc = base()
     doc["grid"]["lr"] = [0.001 * (i + 1) for i in range(3000)]  # 3000 x 2 x 2 x 3 = 36,000 cells

@@ -235,5 +235,12 @@ def test_unreachable_cluster_is_a_one_line_error(tmp_path) -> None:
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, out
     assert out.strip().splitlines()[-1].startswith("Error: cannot connect to the Ray cluster at 127.0.0.1:1")
-    with RestartStore(url) as store:
-        assert store.studies() == []  # nothing half-written: no empty study left behind
+    assert list(tmp_path.iterdir()) == [yaml]  # a failed start leaves nothing behind, not even the SQLite file
+
+
+def test_a_pack_larger_than_the_cluster_is_refused_before_the_study_exists(ray_local, tmp_path) -> None:
+    text = TINY.format(study="greedy", restarts=1, steps=10, pack=2, more_inits="") + "resources: {cpu: 64, gpu: 0}\n"
+    url = f"sqlite:///{tmp_path / 'greedy.db'}"
+    with pytest.raises(SweepError, match=r"greedy.yaml: resources.cpu: each pack asks for 64 CPUs but the Ray cluster has"):
+        run_sweep(parse_search_space(text, source="greedy.yaml"), storage=url)
+    assert not (tmp_path / "greedy.db").exists()

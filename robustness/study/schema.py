@@ -249,6 +249,16 @@ def _betas(value: Any) -> tuple[float, float]:
 Flag = Annotated[bool, _plain(_flag)]
 PosInt = Annotated[int, _plain(_integer(ge=1)), Field(description="an integer >= 1")]
 NonNegInt = Annotated[int, _plain(_integer(ge=0)), Field(description="an integer >= 0")]
+
+
+def _seed(value: Any) -> int:
+    # Seeds are mixed by NumPy's SeedSequence and stored as 64-bit integers: refuse what would not fit.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise _Bad("an integer >= 0 and < 2**63", value)
+    return value
+
+
+SeedInt = Annotated[int, _plain(_seed), Field(description="an integer >= 0 and < 2**63")]
 Cap = Annotated[Optional[int], _plain(_or(_integer(ge=1))), Field(description="an integer >= 1")]
 StudyName = Annotated[str, _plain(_pattern("a name made of letters, digits, '_', '.' and '-'",
                                            r"[A-Za-z0-9_.-]{1,128}"))]
@@ -582,7 +592,7 @@ class _SpaceModel(_Model):
     grid: Annotated[tuple[GridConfig, ...], BeforeValidator(_as_grids)] = Field(
         description="a mapping with at least lr and noise, or a list of such mappings")
     restarts: PosInt = Field(description="the number of restarts per cell, an integer >= 1")
-    base_seed: NonNegInt = 0
+    base_seed: SeedInt = 0
     success: _SuccessConfig = Field(description="a mapping with metric, op and threshold")
     pack_size: PackSize = None
     resources: _ResourcesConfig = Field(default_factory=_ResourcesConfig)

@@ -57,6 +57,11 @@ __all__ = [
 
 DEFAULT_MAX_CELLS = 10_000
 DEFAULT_MAX_RESTARTS = 1_000_000
+# Ceilings no cap can raise: a plan holds every restart spec in memory (about 0.5 KB each),
+# so a study beyond these is refused from the axis lengths alone, before anything is
+# enumerated or stored.
+HARD_MAX_CELLS = 1_000_000
+HARD_MAX_RESTARTS = 5_000_000
 
 
 class SearchSpaceError(RobustnessError, ValueError):
@@ -152,6 +157,11 @@ def _expand(model: _SpaceModel, *, source: str, paths: list[str], max_cells: int
     """Every grid's cells, in file order, each distinct cell once; ``paths`` name the grids in errors."""
     sizes = [_grid_settings(grid) for grid in model.grid]
     upper = sum(len(lrs) * len(clips) * len(inits) * n for lrs, clips, inits, _, n in sizes)
+    max_cells, max_restarts = min(max_cells, HARD_MAX_CELLS), min(max_restarts, HARD_MAX_RESTARTS)
+    if upper * model.restarts > max_restarts:  # an upper bound: arithmetic on the axis lengths only
+        raise SearchSpaceError(
+            f"{source}: restarts: expected at most {max_restarts} restarts in total (max_restarts; the tool's "
+            f"ceiling is {HARD_MAX_RESTARTS}), got up to {upper} cells x {model.restarts} = {upper * model.restarts}")
     if upper > max_cells:  # checked before expanding, so a runaway grid costs nothing
         parts = " + ".join(f"{len(lrs)} lr x {len(clips)} clip x {len(inits)} init x {n} noise settings"
                            for lrs, clips, inits, _, n in sizes)

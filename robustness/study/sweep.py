@@ -224,7 +224,11 @@ def run_sweep(
     start = time.perf_counter()
     # The dry run first: a task that cannot train fails here, before Ray or a study row exists.
     check_trainable(space)
+    if address:
+        _check_reachable(address)  # before storage is touched: a dead address leaves nothing behind
+    new_file = _new_sqlite_file(storage)
     store = RestartStore(storage)
+    started = False
     try:
         attrs = study_attrs(space, package_versions())
         _check_compatible(store, space, attrs, resume=resume)
@@ -233,9 +237,11 @@ def run_sweep(
         try:
             import ray
 
-            study_id = store.open_study(space.study, direction=attrs["direction"], attrs=attrs)
             cpus = float(space.resources.get("cpu", 1))
             gpus = float(space.resources.get("gpu", 0))
+            _check_resources(ray.cluster_resources(), cpus=cpus, gpus=gpus, source=space.source)
+            study_id = store.open_study(space.study, direction=attrs["direction"], attrs=attrs)
+            started = True
             slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
             plan = plan_sweep(space, done_keys=store.done_keys(study_id), key=restart_key, pack_size=pack_size,
                               slots=slots, own_loop=uses_own_loop(space.task.build()))
@@ -248,6 +254,31 @@ def run_sweep(
                 ray.shutdown()
     finally:
         store.close()
+        if new_file is not None and not started:
+            # A failed start leaves nothing behind: not even the SQLite file opening it created.
+            for path in (new_file, *(new_file.with_name(new_file.name + suffix) for suffix in ("-wal", "-shm"))):
+                path.unlink(missing_ok=True)
+
+
+def _new_sqlite_file(storage: str | None) -> Path | None:
+    """The SQLite file ``storage`` names, if it does not exist yet (this sweep would create it)."""
+    import sqlalchemy
+
+    from robustness.storage import resolve_storage_url
+
+    url = sqlalchemy.make_url(resolve_storage_url(storage))
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path
+
+
+def _check_resources(cluster: dict[str, float], *, cpus: float, gpus: float, source: str) -> None:
+    """A pack that asks for more than the cluster has would wait forever: refuse it before the study exists."""
+    for key, want, have in (("cpu", cpus, cluster.get("CPU", 0.0)), ("gpu", gpus, cluster.get("GPU", 0.0))):
+        if want > have:
+            raise SweepError(f"{source}: resources.{key}: each pack asks for {want:g} {key.upper()}s but the Ray "
+                             f"cluster has {have:g}; lower it or add nodes that have them")
 
 
 def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id: int, tune: Any, *, cpus: float,

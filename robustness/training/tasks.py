@@ -169,6 +169,12 @@ class DeepMLPTask(ClassificationTask):
         for key in ("depth", "width"):
             if getattr(self, key) < 1:
                 raise TaskFieldError(key, "an integer >= 1")
+        # An upper bound on parameters per restart (784 MNIST inputs): a pack holds R copies.
+        params = 784 * self.width + (self.depth - 1) * (self.width + 1) * self.width + 11 * self.width
+        if params > MAX_MLP_PARAMETERS:
+            key = "width" if self.width > 50 * self.depth else "depth"
+            raise TaskFieldError(key, f"depth and width giving at most {MAX_MLP_PARAMETERS:,} parameters per "
+                                      f"restart (depth {self.depth} x width {self.width} give about {params:,})")
         if self.dataset != "mnist":
             if self.data_dir is not None:
                 raise TaskFieldError("data_dir", f"no data_dir for dataset {self.dataset!r} (only mnist reads files)")
@@ -188,7 +194,12 @@ class DeepMLPTask(ClassificationTask):
         return StackedMLP(module) if vectorized else VmapModel(module)  # type: ignore[arg-type]
 
 
-TASKS: dict[str, type[Task]] = {"deep_mlp": DeepMLPTask}
+MAX_MLP_PARAMETERS = 50_000_000  # 200 MB per restart in float32: far beyond the paper's 88k
+
+
+TASKS: dict[str, type[Task]] = {
+    "deep_mlp": DeepMLPTask,
+}
 TASK_GROUP = "robustness.tasks"
 
 
