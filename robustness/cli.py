@@ -134,11 +134,14 @@ def validate(file: str, as_json: bool, max_cells: int | None, schema_only: bool)
 @click.option("--max-failures", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a failed pack.")
 @click.option("--num-cpus", type=click.IntRange(min=1), default=None, help="CPUs for the local Ray instance (default: all).")
 @click.option("--checkpoint-every", type=float, default=60.0, show_default=True, help="Seconds between pack checkpoints.")
+@click.option("--experiment-dir", default=None, metavar="DIR", help="Where Ray Tune keeps pack checkpoints and the "
+              "sweep's log of Ray's own messages (default: <tmp>/robustness-ray).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def sweep(file: str, storage: str | None, address: str | None, resume: bool, pack_size: int | None,
-          max_failures: int, num_cpus: int | None, checkpoint_every: float, as_json: bool, quiet: bool) -> None:
+          max_failures: int, num_cpus: int | None, checkpoint_every: float, experiment_dir: str | None, as_json: bool,
+          quiet: bool) -> None:
     """Train every restart of FILE's grid with Ray Tune and record each one in storage.
 
     Restarts are trained in packs (many restarts vectorized in one process);
@@ -165,10 +168,17 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
         bar.update(done - bar.n)
         bar.set_postfix(successes=f"{successes}/{done}")
 
+    def event(line: str) -> None:
+        # A failed or retried pack: one line, above the bar (Ray's tracebacks go to the log it names).
+        if bar is not None:
+            bar.write(line, file=sys.stderr)
+        else:
+            click.echo(line, err=True)
+
     try:
         result = run_sweep(space, storage=storage, address=address, resume=resume, pack_size=pack_size,
                            max_failures=max_failures, num_cpus=num_cpus, checkpoint_every_s=checkpoint_every,
-                           progress=progress)
+                           experiment_dir=experiment_dir, progress=progress, events=event)
     finally:
         if bar is not None:
             bar.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -244,3 +245,25 @@ def test_a_pack_larger_than_the_cluster_is_refused_before_the_study_exists(ray_l
     with pytest.raises(SweepError, match=r"greedy.yaml: resources.cpu: each pack asks for 64 CPUs but the Ray cluster has"):
         run_sweep(parse_search_space(text, source="greedy.yaml"), storage=url)
     assert not (tmp_path / "greedy.db").exists()
+
+
+def test_a_retried_pack_is_one_line_and_rays_tracebacks_go_to_a_log(tmp_path) -> None:
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    yaml = tmp_path / "noisy.yaml"
+    # A plugin by import path from the working directory: the sweep ships its code to the workers.
+    yaml.write_text(space("noisy", restarts=3, steps=40).text.replace(
+        "name: deep_mlp,", f"name: 'tests.test_sweep:_FailingTask', fault_dir: '{faults}',"))
+    proc = _cli("sweep", str(yaml), "--storage", f"sqlite:///{tmp_path / 'noisy.db'}", "--checkpoint-every", "0",
+                "--experiment-dir", str(tmp_path / "ray"), cwd=str(Path(__file__).resolve().parents[1]))
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "ERROR" not in out, out
+    retried = sorted(line for line in out.replace("\r", "\n").splitlines() if line.startswith("pack "))
+    assert len(retried) == 2, out
+    for line in retried:
+        assert re.fullmatch(r"pack [01]: RuntimeError: injected failure [01]; retrying from update 10 "
+                            r"\(details in .*/sweep\.log\)", line), line
+    log = Path(re.search(r"details in (.*sweep\.log)", retried[0]).group(1))
+    assert log.is_file() and "Traceback" in log.read_text()  # Ray's detail is kept, out of the way
+    assert "done: 6 restarts trained in 2 packs" in out

@@ -16,13 +16,15 @@ finished pack is committed, and rerunning the command trains only what is missin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import pickle
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,15 +128,26 @@ def _store_callback_class() -> type:
     class StoreCallback(tune.Callback):
         """Runs in the driver: writes each finished pack, then drops the records from Tune's state."""
 
-        def __init__(self, write: Callable[[list[Any]], int], on_written: Callable[[list[Any], int], None]) -> None:
-            self.write, self.on_written = write, on_written
+        def __init__(self, write: Callable[[list[Any]], int], on_written: Callable[[list[Any], int], None],
+                     say: Callable[[str], None], log_path: Path) -> None:
+            self.write, self.on_written, self.say, self.log_path = write, on_written, say, log_path
             self.errors: list[BaseException] = []
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its callbacks into the experiment state; the store
             # connection must not go there (and never needs to: resuming goes
             # through storage, not through Tune's state).
-            return {"write": None, "on_written": None, "errors": []}
+            return {"write": None, "on_written": None, "say": None, "log_path": self.log_path, "errors": []}
+
+        def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            step = (trial.last_result or {}).get("step", 0)
+            start = f"from update {step}" if step else "from the start"
+            self.say(f"pack {trial.config.get('pack')}: {_trial_error(trial)}; retrying {start} "
+                     f"(details in {self.log_path})")
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.say(f"pack {trial.config.get('pack')}: {_trial_error(trial)}; no retries left "
+                     f"(details in {self.log_path})")
 
         def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
             blob = result.pop(_OUTCOMES, None)  # Tune allows callbacks to edit results in place
@@ -149,6 +162,35 @@ def _store_callback_class() -> type:
             self.on_written(outcomes, new)
 
     return StoreCallback
+
+
+def _trial_error(trial: Any) -> str:
+    """The last line of a failed trial's error (e.g. ``RuntimeError: ...``, ``ActorDiedError``), short."""
+    try:
+        lines = [line for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
+        text = lines[-1].strip() if lines else ""
+    except (OSError, TypeError):
+        text = ""
+    if "ActorDied" in text or "WorkerCrashed" in text or "NodeDied" in text:
+        return "worker lost"
+    text = text.split(": ", 1)[-1] if text.startswith("ray.exceptions") else text
+    return (text[:117] + "...") if len(text) > 120 else (text or "failed")
+
+
+@contextlib.contextmanager
+def _ray_log_to(path: Path) -> Iterator[None]:
+    """Ray's and Tune's own logging (tracebacks of failed trials) into ``path``, not the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_logger = logging.getLogger("ray")
+    saved = ray_logger.handlers[:], ray_logger.propagate
+    ray_logger.handlers, ray_logger.propagate = [handler], False
+    try:
+        yield
+    finally:
+        ray_logger.handlers, ray_logger.propagate = saved
+        handler.close()
 
 
 def _check_reachable(address: str, *, timeout: float = 10.0) -> None:
@@ -214,10 +256,13 @@ def run_sweep(
     num_cpus: int | None = None,
     experiment_dir: str | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    events: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run every restart of ``space`` not yet in ``storage``; returns counts for the study.
 
-    ``progress(done, total, successes)`` is called in the driver after each pack is stored.
+    ``progress(done, total, successes)`` is called in the driver after each pack is stored;
+    ``events(line)`` gets one line per failed or retried pack (Ray's own detail goes to a
+    log file the line names).
     """
     from ray import tune
 
@@ -246,7 +291,8 @@ def run_sweep(
             plan = plan_sweep(space, done_keys=store.done_keys(study_id), key=restart_key, pack_size=pack_size,
                               slots=slots, own_loop=uses_own_loop(space.task.build()))
             return _execute(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, max_failures=max_failures,
-                            checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, progress=progress, start=start)
+                            checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, progress=progress,
+                            events=events, start=start)
         finally:
             if owns_ray:
                 import ray
@@ -258,6 +304,28 @@ def run_sweep(
             # A failed start leaves nothing behind: not even the SQLite file opening it created.
             for path in (new_file, *(new_file.with_name(new_file.name + suffix) for suffix in ("-wal", "-shm"))):
                 path.unlink(missing_ok=True)
+
+
+def _ship_user_code(task: Task, packs: tuple[tuple[RestartSpec, ...], ...]) -> None:
+    """Send a user's own task and schedule modules with the job, by value.
+
+    A plugin named by import path lives in the user's directory, which Ray
+    workers (on this machine or another) cannot import; installed packages
+    (site-packages) are imported there by reference as usual.
+    """
+    import sys
+
+    import ray.cloudpickle
+
+    classes = {type(task), *(type(spec.schedule) for pack in packs for spec in pack)}
+    for cls in classes:
+        module = sys.modules.get(cls.__module__)
+        path = getattr(module, "__file__", None) or ""
+        if module is None or cls.__module__.split(".")[0] == "robustness" or not path:
+            continue
+        if "site-packages" in Path(path).parts or "dist-packages" in Path(path).parts:
+            continue
+        ray.cloudpickle.register_pickle_by_value(module)
 
 
 def _new_sqlite_file(storage: str | None) -> Path | None:
@@ -283,7 +351,8 @@ def _check_resources(cluster: dict[str, float], *, cpus: float, gpus: float, sou
 
 def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id: int, tune: Any, *, cpus: float,
              gpus: float, max_failures: int, checkpoint_every_s: float, experiment_dir: str | None,
-             progress: Callable[[int, int, int], None] | None, start: float) -> SweepResult:
+             progress: Callable[[int, int, int], None] | None, events: Callable[[str], None] | None,
+             start: float) -> SweepResult:
     table = store.read_table(study_id)
     recorded, successes = len(table), int(table.success.sum())
     written = 0
@@ -311,7 +380,11 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
         job = _Job(task=task, config=config, criterion=plan.criterion, packs=plan.packs,
                    device="cuda" if gpus > 0 else "cpu", threads=max(1, int(cpus)),
                    checkpoint_every_s=checkpoint_every_s)
-        callback = _store_callback_class()(write, on_written)
+        _ship_user_code(task, plan.packs)
+        name = f"{space.study}-{int(time.time())}"
+        storage_path = experiment_dir or str(Path(tempfile.gettempdir()) / "robustness-ray")
+        log_path = Path(storage_path) / name / "sweep.log"
+        callback = _store_callback_class()(write, on_written, events or (lambda message: None), log_path)
         trainable = tune.with_resources(tune.with_parameters(_pack_trial, job=job), {"cpu": cpus, "gpu": gpus})
         tuner = tune.Tuner(
             trainable,
@@ -320,15 +393,16 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
             # on every pack after the first.
             tune_config=tune.TuneConfig(reuse_actors=True),
             run_config=tune.RunConfig(
-                name=f"{space.study}-{int(time.time())}",
-                storage_path=experiment_dir or str(Path(tempfile.gettempdir()) / "robustness-ray"),
+                name=name,
+                storage_path=storage_path,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[callback], verbose=0, log_to_file=False,
             ),
         )
         try:
-            grid = tuner.fit()
+            with _ray_log_to(log_path):
+                grid = tuner.fit()
             failed = sum(1 for r in grid if r.error is not None)
         except KeyboardInterrupt:
             interrupted = True
