@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import pickle
 import subprocess
@@ -317,7 +318,7 @@ def test_task_names_come_from_the_live_registry(monkeypatch: pytest.MonkeyPatch)
     from robustness.training import tasks
 
     monkeypatch.setitem(tasks.TASKS, "toy_task", tasks.DeepMLPTask)
-    assert ss.known_tasks() == ["deep_mlp", "toy_task"]
+    assert ss.known_tasks() == ["binary_arithmetic", "deep_mlp", "toy_task"]
     doc = base()
     doc["task"]["name"] = "toy_task"
     assert parse(doc).task.name == "toy_task"
@@ -339,7 +340,7 @@ def test_task_names_come_from_the_live_registry(monkeypatch: pytest.MonkeyPatch)
         # wrong types: no silent casts
         (lambda d: d["task"].update(depth="20"), "task.depth", "expected an integer, got '20'"),
         (lambda d: d["task"].update(depth=0), "task.depth", "expected an integer >= 1, got 0"),
-        (lambda d: d["task"].update(name="bogus"), "task.name", "expected a known task (one of: deep_mlp)"),
+        (lambda d: d["task"].update(name="bogus"), "task.name", "expected a known task (one of: binary_arithmetic, deep_mlp)"),
         (lambda d: d["task"].update(name="no_such_pkg.tasks:Net"), "task.name", "no module named 'no_such_pkg'"),
         (lambda d: d["task"].update(name="robustness.records:RestartOutcome"), "task.name",
          "expected a subclass of robustness.training.tasks.Task"),
@@ -367,7 +368,7 @@ def test_task_names_come_from_the_live_registry(monkeypatch: pytest.MonkeyPatch)
         (lambda d: d["grid"].update(noise=[]), "grid.noise", "expected a non-empty list of noise blocks"),
         (lambda d: d["grid"]["noise"][1].update(eta=[]), "grid.noise[1].eta", "expected a non-empty list"),
         # unknown names, listing the known ones
-        (lambda d: d["task"].update(name="cnn"), "task.name", "expected a known task (one of: deep_mlp"),
+        (lambda d: d["task"].update(name="cnn"), "task.name", "expected a known task (one of: binary_arithmetic, deep_mlp"),
         (lambda d: d["grid"]["noise"][1].update(schedule="anealed"), "grid.noise[1].schedule",
          "expected a registered noise schedule (one of: annealed, constant"),
         (lambda d: d["optimizer"].update(name="rmsprop"), "optimizer.name", "expected a known optimizer (one of: adam"),
@@ -438,7 +439,8 @@ def test_runaway_grid_is_refused_before_expansion() -> None:
 def test_total_restarts_above_the_cap() -> None:
     doc = base()
     message = error_of(yaml.safe_dump(doc), max_restarts=50)
-    assert "s.yaml: restarts: expected at most 50 restarts in total (max_restarts), got 24 cells x 3 = 72" in message
+    assert ("s.yaml: restarts: expected at most 50 restarts in total (max_restarts; the tool's ceiling is 5000000), "
+            "got up to 24 cells x 3 = 72") in message
     doc["max_restarts"] = 72
     assert parse(doc).summary()["total_restarts"] == 72
 
@@ -451,7 +453,7 @@ def test_total_restarts_above_the_cap() -> None:
         (MINIMAL + "restarts: 3\n", "malformed YAML: duplicate key 'restarts'"),
         ("1: 2\n", "s.yaml: line 1, column 1: malformed YAML: keys must be strings, got 1"),
         ("study: 2024-13-45\n", "s.yaml: malformed YAML: month must be in 1..12"),
-        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "s.yaml: malformed YAML: maximum recursion depth"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "s.yaml: line 1, column 35: malformed YAML: nested deeper than 32 levels"),
         ("- study\n- task\n", "s.yaml: expected a mapping at the top level (study, task, grid, ...), got ['study'"),
         ("just text\n", "s.yaml: expected a mapping at the top level (study, task, grid, ...), got 'just text'"),
         ("", "s.yaml: the file is empty; expected a mapping with keys study, task, grid"),
@@ -489,10 +491,12 @@ def test_error_is_a_value_error_without_chained_traceback() -> None:
 
 def test_a_list_of_grids_is_the_union_of_their_cells() -> None:
     doc = base()
-    noise = [{"schedule": "none"}, {"schedule": "annealed", "eta": [0.01]}]
+    def noise() -> list:  # a fresh list each time: a shared one would be dumped as a YAML alias
+        return [{"schedule": "none"}, {"schedule": "annealed", "eta": [0.01]}]
+
     doc["grid"] = [
-        {"lr": [0.1], "clip": [None, 100, 10], "init": ["simple"], "noise": noise},
-        {"lr": [0.1], "clip": [10], "init": ["he", "zero", "simple"], "noise": noise},  # simple/10 is in both
+        {"lr": [0.1], "clip": [None, 100, 10], "init": ["simple"], "noise": noise()},
+        {"lr": [0.1], "clip": [10], "init": ["he", "zero", "simple"], "noise": noise()},  # simple/10 is in both
     ]
     space = parse(doc)
     arms = [(c["init"], c["clip"]) for c in space.cells()]
@@ -507,7 +511,7 @@ def test_a_list_of_grids_is_the_union_of_their_cells() -> None:
 
 def test_errors_inside_a_list_of_grids_name_the_grid() -> None:
     doc = base()
-    doc["grid"] = [dict(doc["grid"]), {**doc["grid"], "lr": [-1]}]
+    doc["grid"] = [copy.deepcopy(doc["grid"]), {**copy.deepcopy(doc["grid"]), "lr": [-1]}]
     assert "s.yaml: grid[1].lr[0]: expected a number > 0, got -1" in broken(lambda d: d.update(grid=doc["grid"]))
     assert "grid: expected a mapping with at least lr and noise, or a non-empty list" in broken(lambda d: d.update(grid=[]))
     assert "grid.lr[0]: expected a number > 0" in broken(lambda d: d["grid"].update(lr=[-1]))  # one grid: no [0]

@@ -197,8 +197,11 @@ class DeepMLPTask(ClassificationTask):
 MAX_MLP_PARAMETERS = 50_000_000  # 200 MB per restart in float32: far beyond the paper's 88k
 
 
-TASKS: dict[str, type[Task]] = {
+# Built-in tasks: a class, or the import path of one kept in its own module (loaded on first use,
+# so that importing this module stays cheap and built-ins may subclass Task without a cycle).
+TASKS: dict[str, type[Task] | str] = {
     "deep_mlp": DeepMLPTask,
+    "binary_arithmetic": "robustness.training.arithmetic:BinaryArithmeticTask",
 }
 TASK_GROUP = "robustness.tasks"
 
@@ -214,7 +217,8 @@ def _wrong_task(obj: Any) -> str | None:
 def task_class(name: str) -> type[Task]:
     """The task called ``name``: built-in, entry point (``robustness.tasks``), or ``package.module:Class``."""
     if name in TASKS:
-        return TASKS[name]
+        found = TASKS[name]
+        return load_import_path(found, what="task", check=_wrong_task) if isinstance(found, str) else found
     found = load_entry_point(TASK_GROUP, name, what="task", check=_wrong_task)
     if found is not None:
         return found
