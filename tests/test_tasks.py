@@ -148,3 +148,19 @@ def test_the_hand_vectorized_mlp_and_the_generic_path_agree() -> None:
     generic = train_pack(task, specs, config, criterion=CRIT, vectorized=False)
     for a, b in zip(fast, generic):
         _close(a, b, rtol=1e-5)
+
+
+def test_a_metric_exactly_at_the_threshold_is_judged_as_written() -> None:
+    # 405 of 450 test examples right is an accuracy of exactly 0.9: ">= 0.9" must pass.
+    from robustness.training.pack import evaluate
+
+    class Fixed:
+        def forward(self, state, x, *, shared=False):
+            R = state["w"].shape[0]
+            return torch.nn.functional.one_hot((x[:, 0] > 0).long(), 2).float().expand(R, -1, -1)
+
+    x = torch.cat([torch.ones(405, 1), -torch.ones(45, 1)])
+    y = torch.ones(450, dtype=torch.long)
+    metrics = evaluate(ClassificationTask(), Fixed(), {"w": torch.zeros(2, 1)}, x, y, chunk=64)
+    assert metrics["test_accuracy"].tolist() == [0.9, 0.9]
+    assert Criterion("test_accuracy", ">=", 0.9).passes(metrics["test_accuracy"][0].item())

@@ -93,7 +93,9 @@ def evaluate(task: Task, model: Any, state: Mapping[str, torch.Tensor], x: torch
         out = model.forward(state, xb, shared=True)  # (R, n, ...)
         targets = yb.unsqueeze(0).expand(R, *yb.shape).flatten(0, 1)
         for name, per_example in task.metrics(out.flatten(0, 1), targets).items():
-            total = per_example.detach().view(R, -1).sum(1)
+            # float64: counts stay exact and k / N rounds once, so an accuracy of exactly 0.9
+            # reads as 0.9 (a float32 mean reads 0.89999998 and fails ">= 0.9").
+            total = per_example.detach().double().view(R, -1).sum(1)
             sums[name] = sums[name] + total if name in sums else total
     return {name: total / x.shape[0] for name, total in sums.items()}
 
