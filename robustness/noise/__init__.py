@@ -18,6 +18,7 @@ import importlib
 from typing import Any
 
 from robustness.noise.schedules import (
+    SCHEDULE_GROUP,
     SCHEDULES,
     AnnealedNoise,
     ConstantNoise,
@@ -46,6 +47,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "SCHEDULE_GROUP",
     "SCHEDULES",
     "AnnealedNoise",
     "ConstantNoise",

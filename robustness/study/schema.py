@@ -269,17 +269,19 @@ Betas = Annotated[Optional[tuple[float, float]], _plain(_betas)]
 PosFloat = Annotated[Optional[float], _plain(_number(gt=0))]
 def _schedule_name(value: Any) -> str:
     """A registered schedule, an installed plugin's entry point, or ``package.module:Class``."""
-    from robustness.noise import schedule_class
+    from robustness.noise import SCHEDULE_GROUP, schedule_class
+    from robustness.plugins import entry_point_names
 
+    known = ", ".join(sorted({*SCHEDULES, *entry_point_names(SCHEDULE_GROUP)}))
     if not isinstance(value, str):
-        raise _Bad(f"a registered noise schedule (one of: {', '.join(sorted(SCHEDULES))})", value)
+        raise _Bad(f"a registered noise schedule (one of: {known})", value)
     try:
         schedule_class(value)
     except ValueError as e:
         if ":" in value:  # an import path that failed: say why, in the plugin loader's words
             raise _error(str(e)) from None
-        raise _Bad(f"a registered noise schedule (one of: {', '.join(sorted(SCHEDULES))}) or an import path "
-                   "'package.module:Class'", value) from None
+        raise _Bad(f"a registered noise schedule (one of: {known}) or an import path 'package.module:Class'",
+                   value) from None
     return value
 
 
