@@ -1,10 +1,11 @@
 # One image for every role in docker-compose.yml: Ray head, Ray workers and the sweep driver.
-FROM python:3.11-slim
+FROM python:3.11.11-slim-bookworm
 WORKDIR /app
-# CPU torch from PyTorch's CPU index first, so the project's torch>=2.4 doesn't pull CUDA.
-# For GPU workers, build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124
+# torch first, pinned, from the index that matches the node: CPU by default, a CUDA build for
+# GPU workers (docker-compose.yml passes TORCH_INDEX); then the project's torch>=2.4 pulls nothing.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install --no-cache-dir torch --index-url ${TORCH_INDEX}
+ARG TORCH_VERSION=2.13.0
+RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url ${TORCH_INDEX}
 COPY pyproject.toml README.md ./
 COPY robustness ./robustness
 COPY search_spaces ./search_spaces
