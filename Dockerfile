@@ -9,5 +9,5 @@ RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url ${TORCH_IND
 COPY pyproject.toml README.md ./
 COPY robustness ./robustness
 COPY search_spaces ./search_spaces
-RUN pip install --no-cache-dir '.[postgres]'
+RUN pip install --no-cache-dir '.[postgres,cluster]'  # cluster: the head's job server for robustness submit
 ENV RAY_USAGE_STATS_ENABLED=0

@@ -199,6 +199,63 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
         sys.exit(130)
 
 
+# -- submit / stop ------------------------------------------------------------------
+@main.command(epilog="""Examples:
+
+\b
+    robustness submit search_spaces/paper_mnist_deep20.yaml --address http://10.0.0.5:8265 \\
+        --storage postgresql+psycopg://robustness@db:5432/robustness
+    robustness submit my_study.yaml --address http://10.0.0.5:8265 --json   # my_tasks.py travels along
+""")
+@click.argument("file")  # checked by the library: one line for a directory or a missing file
+@click.option("--address", required=True, metavar="URL",
+              help="The cluster's Ray job server: http://HEAD:8265 (the head node's dashboard port).")
+@_storage_option
+@click.option("--schema-only", is_flag=True, help="Check the keys only; skip the local dry run "
+              "(when the data is on the cluster only).")
+@click.option("--json", "as_json", is_flag=True, help="Print {job_id, address, study} as one JSON object.")
+@handle_errors
+def submit(file: str, address: str, storage: str | None, schema_only: bool, as_json: bool) -> None:
+    """Run FILE's sweep on a Ray cluster as a Ray Job, which goes on after this machine leaves.
+
+    FILE is checked here as 'validate' checks it; nothing is submitted unless it
+    passes. The file, and any plugin module it names by import path that is not
+    installed, travel with the job; its driver runs 'robustness sweep' on the head
+    node. The storage must be reachable from the cluster and from here (PostgreSQL;
+    SQLite only for a head on this machine). The job id is recorded with the study:
+    'robustness status' shows the job's state, 'robustness stop JOB_ID' ends it.
+    """
+    from robustness.study.submit import submit_sweep
+
+    job = submit_sweep(file, address=address, storage=storage, schema_only=schema_only)
+    if as_json:
+        click.echo(json.dumps({"job_id": job.job_id, "address": job.address, "study": job.study}))
+        return
+    click.echo(f"submitted job {job.job_id} for study {job.study!r} to {job.address}; follow it with "
+               f"'robustness status {job.study}' or 'ray job logs --follow {job.job_id} --address {job.address}'")
+
+
+@main.command(epilog="""Examples:
+
+\b
+    robustness stop robustness-demo-noise-1a2b3c4d        # the job server recorded in storage
+    robustness stop raysubmit_XYZ --address http://10.0.0.5:8265
+""")
+@click.argument("job_id")
+@click.option("--address", default=None, metavar="URL",
+              help="The job server (default: the one recorded with the job in storage).")
+@_storage_option
+@click.option("--wait", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds to wait for the job to end.")
+@handle_errors
+def stop(job_id: str, address: str | None, storage: str | None, wait: float) -> None:
+    """Stop a submitted job. Packs it stored stay stored; submit the file again to continue."""
+    from robustness.study.submit import stop_job
+
+    state = stop_job(job_id, address=address, storage=storage, wait=wait)
+    click.echo(f"job {job_id}: {state}")
+
+
 # -- status -------------------------------------------------------------------------
 @main.command(epilog="Example:\n\n    robustness status --storage sqlite:///robustness.db")
 @click.argument("study", required=False)
@@ -206,20 +263,30 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
 @_format_option
 @handle_errors
 def status(study: str | None, storage: str | None, format_: str) -> None:
-    """List studies (or one STUDY): restarts done / declared and successes so far."""
+    """List studies (or one STUDY): restarts done / declared and successes so far.
+
+    A study run with 'robustness submit' also shows its latest job and that job's
+    state, asked of the job server (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED,
+    or unreachable).
+    """
     from robustness.storage import RestartStore, StorageError
+    from robustness.study.submit import job_states, submitted_jobs
 
     with RestartStore(storage) as store:
-        summaries = store.studies()
+        summaries = [s for s in store.studies() if study is None or s.name == study]
+        latest = {s.name: jobs[-1] for s in summaries if (jobs := submitted_jobs(store, s.name))}
     rows = [{"study": s.name, "restarts": s.n_restarts, "total": s.total_restarts,
              "successes": s.n_successes, "diverged": s.n_diverged} for s in summaries]
-    if study is not None:
-        rows = [r for r in rows if r["study"] == study]
-        if not rows:
-            raise StorageError(f"no study {study!r} in this storage")
+    if study is not None and not rows:
+        raise StorageError(f"no study {study!r} in this storage")
+    states = job_states(latest.values())
     for r in rows:
         r["rate"] = r["successes"] / r["restarts"] if r["restarts"] else None
-    click.echo(render(rows, ["study", "restarts", "total", "successes", "rate", "diverged"], format=format_))
+        if r["study"] in latest:
+            r["job"] = latest[r["study"]].job_id
+            r["state"] = states[r["job"]]
+    columns = ["study", "restarts", "total", "successes", "rate", "diverged"] + (["job", "state"] if latest else [])
+    click.echo(render(rows, columns, format=format_))
 
 
 # -- stats / compare ---------------------------------------------------------------------
