@@ -185,10 +185,12 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
-        # An interrupted sweep trained only some of its packs; say what was planned, not done.
-        trained = (f"interrupted: {result.written} restarts trained and stored, out of {result.packs} planned packs"
-                   if result.interrupted else f"done: {result.written} restarts trained in {result.packs} packs")
-        click.echo(f"{trained} ({result.already_done} were already stored) in {result.elapsed_s:.1f}s; "
+        # What this driver did: other drivers may have trained part of the study meanwhile.
+        trained = (f"interrupted: {result.written} restarts trained and stored by this driver, in {result.packs} "
+                   f"packs it started" if result.interrupted
+                   else f"done: {result.written} restarts trained in {result.packs} packs")
+        others = f", {result.by_others} stored by other drivers meanwhile" if result.by_others else ""
+        click.echo(f"{trained} ({result.already_done} were already stored{others}) in {result.elapsed_s:.1f}s; "
                    f"study {result.study!r} has {result.recorded}/{result.total} restarts, "
                    f"{result.successes} successes ({space.success})")
         _print_cells(result.storage, result.study, by=None, criterion=None)

@@ -14,6 +14,7 @@ import multiprocessing
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -317,6 +318,89 @@ def test_concurrent_processes_record_each_restart_once(storage_url: str) -> None
     with RestartStore(storage_url) as store:
         assert len(store.done_keys("procs")) == 36
     assert count_rows(storage_url, "trials") == 36
+
+
+# -- leases: drivers sharing a study -------------------------------------------------------
+
+
+def _keys_of(records: Sequence[RestartOutcome]) -> list[str]:
+    return [restart_key(r.params, r.restart) for r in records]
+
+
+def test_claims_skip_recorded_and_leased_restarts(store: RestartStore) -> None:
+    study = store.open_study("claims")
+    store.write_outcomes(study, grid(restarts=range(1)))  # 4 of the 12 recorded
+    keys = _keys_of(grid())
+    first = store.claim_restarts(study, keys, holder="a", n=5, ttl_s=60)
+    # the first 5 unrecorded keys, in the order given
+    assert first == [k for k in keys if k not in store.done_keys(study)][:5]
+    second = store.claim_restarts(study, keys, holder="b", n=100, ttl_s=60)
+    assert len(second) == 3 and not set(first) & set(second)
+    assert store.claim_restarts(study, keys, holder="c", n=100, ttl_s=60) == []
+    assert store.leases(study) == {**dict.fromkeys(first, "a"), **dict.fromkeys(second, "b")}
+    # released leases are free at once; another holder's leases are untouched
+    assert store.release_leases(study, "a", first[:2]) == 2
+    assert store.claim_restarts(study, keys, holder="c", n=100, ttl_s=60) == first[:2]
+    assert store.release_leases(study, "b") == 3
+    assert set(store.leases(study).values()) == {"a", "c"}
+
+
+def test_an_expired_lease_is_taken_over_and_a_renewed_one_is_not(store: RestartStore) -> None:
+    study = store.open_study("expiry")
+    keys = _keys_of(grid(restarts=range(1)))
+    assert store.claim_restarts(study, keys[:2], holder="dead", n=2, ttl_s=0.5) == keys[:2]
+    assert store.claim_restarts(study, keys[2:], holder="live", n=2, ttl_s=1.0) == keys[2:]
+    for _ in range(3):  # the live holder's heartbeat outlasts its ttl; the dead one has none
+        time.sleep(0.4)
+        assert store.renew_leases("live", ttl_s=1.0) == 2
+    assert store.claim_restarts(study, keys, holder="heir", n=10, ttl_s=60) == keys[:2]
+    # the dead holder, back from a long stall, cannot renew what it lost
+    assert store.renew_leases("dead", ttl_s=60) == 0
+    assert store.leases(study) == {**dict.fromkeys(keys[:2], "heir"), **dict.fromkeys(keys[2:], "live")}
+
+
+def test_recording_a_leased_restart_ends_its_claim(store: RestartStore) -> None:
+    study = store.open_study("recorded")
+    records = grid(restarts=range(1))
+    keys = _keys_of(records)
+    assert store.claim_restarts(study, keys, holder="a", n=4, ttl_s=0.3) == keys
+    store.write_outcomes(study, records[:2])
+    time.sleep(0.5)  # expired, never released (the holder died after writing)
+    assert store.claim_restarts(study, keys, holder="b", n=4, ttl_s=60) == keys[2:]
+
+
+def test_a_database_laid_out_before_leases_gets_the_table_on_claim(storage_url: str) -> None:
+    import sqlalchemy as sa
+
+    with RestartStore(storage_url) as store:
+        study = store.open_study("old")
+    engine = sa.create_engine(storage_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE robustness_leases")
+    engine.dispose()
+    with RestartStore(storage_url) as store:
+        assert store.leases(study) == {}  # reading does not create it
+        keys = _keys_of(grid(restarts=range(1)))
+        assert store.claim_restarts(study, keys, holder="a", n=10, ttl_s=60) == keys
+
+
+def _claim_until_none_left(url: str, holder: str) -> list[str]:
+    """A driver's loop without the training: claim two at a time until every key is taken."""
+    keys = _keys_of(grid(restarts=range(10)))
+    got: list[str] = []
+    with RestartStore(url) as store:
+        while claimed := store.claim_restarts("leased", keys, holder=holder, n=2, ttl_s=60):
+            got += claimed
+    return got
+
+
+def test_concurrent_processes_claim_each_restart_once(storage_url: str) -> None:
+    with RestartStore(storage_url) as store:
+        store.open_study("leased")
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        claims = pool.starmap(_claim_until_none_left, [(storage_url, f"p{i}") for i in range(3)])
+    every = [k for c in claims for k in c]
+    assert sorted(every) == sorted(_keys_of(grid(restarts=range(10)))) and len(every) == 40
 
 
 def test_a_writer_that_loses_a_race_rolls_back_and_retries(store: RestartStore, monkeypatch: pytest.MonkeyPatch) -> None:

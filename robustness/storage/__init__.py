@@ -21,6 +21,16 @@ Exactly once
     transaction rolls back whole and is retried without it. Retried packs, reruns
     after a killed driver and ``--resume`` therefore add only new restarts.
 
+Leases
+    Drivers sharing a study split its work through ``robustness_leases(study_id,
+    restart_key, holder, expires_at)``: :meth:`RestartStore.claim_restarts`
+    atomically leases restarts nobody recorded or holds, a :class:`Heartbeat`
+    renews them (:meth:`RestartStore.renew_leases`) while they train, and
+    :meth:`RestartStore.release_leases` drops them once written. A dead driver's
+    leases expire ``ttl_s`` after its last heartbeat (by the database's clock)
+    and may then be taken over. Leases only save work; exactly once is the
+    primary key's job.
+
 Summary rows
     The same ``robustness_restarts`` row also holds the restart's summary, written
     in the same transaction as its trial: ``cell`` (JSON of the grid
@@ -79,6 +89,7 @@ from robustness.storage._config import (
     StorageError,
     resolve_storage_url,
 )
+from robustness.storage._heartbeat import Heartbeat, new_holder
 from robustness.storage._keys import restart_key
 from robustness.storage._read import TOTAL_RESTARTS_ATTR, StudySummary
 from robustness.storage._store import FORMAT_ATTR, STORAGE_FORMAT, RestartStore
@@ -92,11 +103,13 @@ __all__ = [
     "DEFAULT_STORAGE",
     "ENV_VAR",
     "FORMAT_ATTR",
+    "Heartbeat",
     "STORAGE_FORMAT",
     "TOTAL_RESTARTS_ATTR",
     "RestartStore",
     "StorageError",
     "StudySummary",
+    "new_holder",
     "package_versions",
     "resolve_storage_url",
     "restart_key",

@@ -1,4 +1,4 @@
-"""Our table, ``robustness_restarts``, and the few Optuna columns the read path names.
+"""Our tables, ``robustness_restarts`` and ``robustness_leases``, and the few Optuna columns the read path names.
 
 No Optuna import here: reading a study (``robustness stats``) must not pay for it.
 The write path and full-record decoding use Optuna's own table definitions
@@ -63,12 +63,34 @@ RESTARTS = sa.Table(
     sa.PrimaryKeyConstraint("study_id", "restart_key", name="pk_robustness_restarts"),
 )
 
+# One row per restart a driver is training right now (see _leases). A lease is an
+# agreement between drivers to not train a restart twice; it is not what keeps a
+# restart from being *recorded* twice (RESTARTS' primary key does that), so a lease
+# that expires while its holder still trains costs work, never correctness.
+# ``expires_at`` is in seconds since the epoch by the database's own clock, so
+# drivers on machines with skewed clocks agree on it.
+LEASES = sa.Table(
+    "robustness_leases",
+    METADATA,
+    sa.Column("study_id", sa.Integer, sa.ForeignKey(STUDIES.c.study_id, ondelete="CASCADE"), nullable=False),
+    sa.Column("restart_key", sa.Text, nullable=False),
+    sa.Column("holder", sa.String(255), nullable=False, index=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.PrimaryKeyConstraint("study_id", "restart_key", name="pk_robustness_leases"),
+)
+OUR_TABLES = (RESTARTS, LEASES)
+
 
 def create_tables(engine: sa.engine.Engine) -> None:
-    """Create our table if missing (Optuna's tables exist already: RDBStorage made them)."""
-    try:
-        METADATA.create_all(engine, tables=[RESTARTS], checkfirst=True)
-    except sa.exc.SQLAlchemyError:
-        # Two processes opening a fresh database race to create it; one wins.
-        if not sa.inspect(engine).has_table(RESTARTS.name):
-            raise
+    """Create our tables if missing (Optuna's tables exist already: RDBStorage made them).
+
+    A database laid out before leases existed gets ``robustness_leases`` on its
+    first write.
+    """
+    for table in OUR_TABLES:
+        try:
+            METADATA.create_all(engine, tables=[table], checkfirst=True)
+        except sa.exc.SQLAlchemyError:
+            # Two processes opening a fresh database race to create it; one wins.
+            if not sa.inspect(engine).has_table(table.name):
+                raise

@@ -25,7 +25,7 @@ from robustness.storage._config import (
     resolve_storage_url,
     safe_url,
 )
-from robustness.storage._schema import RESTARTS, STUDIES, TRIALS, create_tables
+from robustness.storage._schema import LEASES, RESTARTS, STUDIES, TRIALS, create_tables
 from robustness.table import RestartTable
 
 if TYPE_CHECKING:
@@ -39,6 +39,19 @@ STORAGE_FORMAT = 2
 # A writer that loses a race for a restart key rolls back and tries again with the
 # winner's keys filtered out; more than a few rounds means something else is wrong.
 _WRITE_ATTEMPTS = 5
+# How long a pack's write waits out a database that went away (a restart, a failover).
+RECONNECT_S = 120.0
+_RECONNECT_PAUSE_S = 1.0
+
+
+def _disconnected(error: BaseException | None) -> bool:
+    """Whether ``error`` is the database connection going away (not a bad statement)."""
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) and not isinstance(
+        error, sqlalchemy.exc.IntegrityError) and any(
+        text in str(error).lower() for text in ("connection", "server closed", "terminating", "shutting down",
+                                                "could not connect", "connection refused"))
 _OPEN_ATTEMPTS = 3
 
 StudyRef = int | str
@@ -94,8 +107,10 @@ class RestartStore:
             table = store.read_table(study)
     """
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, reconnect_s: float = RECONNECT_S) -> None:
         self.url = resolve_storage_url(url)
+        # A pack's write waits this long for a database that went away before giving up.
+        self.reconnect_s = reconnect_s
         # Reading needs only SQLAlchemy; Optuna's RDBStorage (which creates and
         # version-checks the schema) opens on the first write, or here when the
         # database is not yet laid out for reading (new, or made by stock Optuna).
@@ -256,19 +271,84 @@ class RestartStore:
             return 0
         self._open_for_writing()
         study_id = self._study_id(study)
-        for _ in range(_WRITE_ATTEMPTS):
+        conflicts, deadline = 0, time.monotonic() + self.reconnect_s
+        while conflicts < _WRITE_ATTEMPTS:
             try:
                 with database_errors(self.url, "writing restarts"), self._engine.begin() as conn:
                     return _write.write_batch(conn, study_id, batch, distributions)
             except StorageError as e:
-                # Another writer recorded one of our keys between our check and our
-                # insert (possible only for writers that skip the study lock). The
-                # transaction rolled back; the next round filters those keys out.
+                if isinstance(e.__cause__, sqlalchemy.exc.IntegrityError):
+                    # Another writer recorded one of our keys between our check and our
+                    # insert (possible only for writers that skip the study lock). The
+                    # transaction rolled back; the next round filters those keys out.
+                    conflicts += 1
+                    continue
+                if _disconnected(e.__cause__) and time.monotonic() < deadline:
+                    # The server restarted or the network blinked: the transaction rolled
+                    # back whole, so writing the same batch again is safe. A finished pack
+                    # is worth waiting for rather than training again.
+                    time.sleep(_RECONNECT_PAUSE_S)
+                    continue
+                raise
+            except LookupError:
+                raise StorageError(f"study {study!r} was deleted from {safe_url(self.url)}") from None
+        raise StorageError(f"writing restarts to {safe_url(self.url)} kept conflicting with another writer")
+
+    def claim_restarts(self, study: StudyRef, keys: Sequence[str], *, holder: str, n: int, ttl_s: float) -> list[str]:
+        """Lease to ``holder`` up to ``n`` of ``keys`` (in their order) that nobody recorded or holds.
+
+        Atomic across processes and machines: two drivers claiming at once never
+        get the same key. A lease whose holder stopped renewing it for ``ttl_s``
+        seconds (by the database's clock) is free to take over. Returns the keys
+        leased, ``[]`` when every key is recorded or leased by a live holder.
+        Renew with :meth:`renew_leases` and drop with :meth:`release_leases`.
+        """
+        from robustness.storage import _leases
+
+        self._open_for_writing()  # also adds the lease table to a database laid out before it
+        study_id = self._study_id(study)
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                with database_errors(self.url, "claiming restarts"), self._engine.begin() as conn:
+                    return _leases.claim(conn, study_id, keys, holder=holder, n=n, ttl_s=ttl_s)
+            except StorageError as e:
+                # A holder renewed a lease we saw expired (PostgreSQL; renewals take no
+                # study lock); the insert collided and rolled back. Look again.
                 if not isinstance(e.__cause__, sqlalchemy.exc.IntegrityError):
                     raise
             except LookupError:
                 raise StorageError(f"study {study!r} was deleted from {safe_url(self.url)}") from None
-        raise StorageError(f"writing restarts to {safe_url(self.url)} kept conflicting with another writer")
+        raise StorageError(f"claiming restarts in {safe_url(self.url)} kept conflicting with another driver")
+
+    def renew_leases(self, holder: str, *, ttl_s: float) -> int:
+        """Extend every lease ``holder`` still has to ``ttl_s`` seconds from now; returns how many."""
+        from robustness.storage import _leases
+
+        with database_errors(self.url, "renewing leases"), self._engine.begin() as conn:
+            return _leases.renew(conn, holder=holder, ttl_s=ttl_s)
+
+    def release_leases(self, study: StudyRef, holder: str, keys: Sequence[str] | None = None) -> int:
+        """Drop ``holder``'s leases in ``study`` (only on ``keys`` if given); returns how many."""
+        from robustness.storage import _leases
+
+        study_id = self._study_id(study)
+        with database_errors(self.url, "releasing leases"), self._engine.begin() as conn:
+            return _leases.release(conn, study_id, holder=holder, keys=keys)
+
+    def leases(self, study: StudyRef) -> dict[str, str]:
+        """Restart key -> holder for every unexpired lease in ``study`` (restarts being trained now)."""
+        from robustness.storage import _leases
+
+        study_id = self._study_id(study)
+        if not self._has_lease_table():
+            return {}
+        with database_errors(self.url, "reading leases"), self._engine.connect() as conn:
+            return _leases.live(conn, study_id)
+
+    def _has_lease_table(self) -> bool:
+        # A database laid out before leases has none until its first write; reading must not create it.
+        with database_errors(self.url, "reading leases"), self._engine.connect() as conn:
+            return sa.inspect(conn).has_table(LEASES.name)
 
     def read_table(self, study: StudyRef, *, criterion: Criterion | None = None) -> RestartTable:
         """The study's restarts as columns, straight from SQL (no Optuna trial objects).

@@ -1,7 +1,9 @@
 """From a search space to packs: what a sweep still has to train, and how to split it.
 
 Ray-free and database-free, so it tests on its own. The sweep runner asks the
-store which restart keys are done, then calls :func:`plan_sweep`.
+store which restart keys are done, then calls :func:`plan_sweep`; with other
+drivers on the same study it then claims the plan's restarts a round at a time
+and cuts each round's claim into packs with :func:`cut_packs`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import json
 import math
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from robustness.training.config import TrainConfig
 from robustness.training.spec import RestartSpec
 from robustness.training.tasks import Task
 
-__all__ = ["SweepPlan", "auto_pack_size", "code_revision", "fingerprint", "plan_sweep", "study_attrs", "training_setup"]
+__all__ = ["SweepPlan", "auto_pack_size", "code_revision", "cut_packs", "fingerprint", "plan_sweep", "study_attrs", "training_setup"]
 
 # CPU packs beyond this gain little per restart (see docs/benchmarks.md) and make
 # retries and checkpoints coarse.
@@ -109,10 +112,16 @@ class SweepPlan:
     done: int  # restarts already in storage
     packs: tuple[tuple[RestartSpec, ...], ...]
     criterion: Criterion
+    pack_size: int = 1  # restarts per pack (the last pack may have fewer)
 
     @property
     def remaining(self) -> int:
         return sum(len(p) for p in self.packs)
+
+    @property
+    def todo(self) -> tuple[RestartSpec, ...]:
+        """The restarts still to train, in the file's order (every driver of the study sees the same)."""
+        return tuple(s for p in self.packs for s in p)
 
 
 def plan_sweep(space: SearchSpace, *, done_keys: set[str], key: Any, pack_size: int | None, slots: int,
@@ -126,7 +135,12 @@ def plan_sweep(space: SearchSpace, *, done_keys: set[str], key: Any, pack_size: 
     specs = space.restart_specs()
     todo = [s for s in specs if key(s.params, s.restart) not in done_keys]
     size = pack_size or space.pack_size or (1 if own_loop else auto_pack_size(len(todo), slots=slots))
-    packs = tuple(tuple(todo[i : i + size]) for i in range(0, len(todo), size))
-    return SweepPlan(study=space.study, total=len(specs), done=len(specs) - len(todo), packs=packs, criterion=space.success)
+    return SweepPlan(study=space.study, total=len(specs), done=len(specs) - len(todo), packs=cut_packs(todo, size),
+                     criterion=space.success, pack_size=size)
+
+
+def cut_packs(specs: Sequence[RestartSpec], size: int) -> tuple[tuple[RestartSpec, ...], ...]:
+    """``specs`` in order, ``size`` at a time (the last pack takes the rest)."""
+    return tuple(tuple(specs[i : i + size]) for i in range(0, len(specs), size))
 
 

@@ -2,7 +2,8 @@
 
 The only module that imports Ray. One restart's path through it::
 
-    SearchSpace.restart_specs()  -> plan_sweep() drops keys already stored, cuts packs
+    SearchSpace.restart_specs()  -> plan_sweep() drops keys already stored, sizes packs
+    RestartStore.claim_restarts  -> a round's restarts leased to this driver, cut into packs
     Tune trial (a Ray worker)    -> PackTrainer trains the pack, checkpoints through Tune,
                                     reports the pack's RestartOutcomes once, at the end
     _StoreCallback (the driver)  -> RestartStore.write_outcomes(): one transaction a pack
@@ -12,6 +13,12 @@ last checkpoint (``FailureConfig(max_failures=...)``); if it had already
 reported, the store skips the keys it has, so every restart is recorded once.
 Stopping the driver (Ctrl-C, a kill) loses at most the packs in flight: every
 finished pack is committed, and rerunning the command trains only what is missing.
+
+Several drivers may run the same study at once (people on a shared cluster, a
+retry script): each claims a round of restarts at a time through leases in the
+database, so they split the work instead of each training all of it. A driver
+renews its leases while it trains; one that dies stops renewing, and after
+``lease_ttl_s`` the others (or a rerun) take its restarts over.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import dataclasses
 import logging
 import os
 import pickle
+import re
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +41,9 @@ import torch
 
 from robustness.criterion import Criterion
 from robustness.errors import RobustnessError
-from robustness.storage import RestartStore, StorageError, package_versions, restart_key
+from robustness.storage import Heartbeat, RestartStore, StorageError, new_holder, package_versions, restart_key
 from robustness.study.check import check_trainable
-from robustness.study.plan import SweepPlan, plan_sweep, study_attrs, training_setup
+from robustness.study.plan import SweepPlan, cut_packs, plan_sweep, study_attrs, training_setup
 from robustness.study.search_space import SearchSpace
 from robustness.training.loop import train_with_loop, uses_own_loop
 from robustness.training.pack import PackTrainer, TrainConfig
@@ -44,6 +53,10 @@ from robustness.training.tasks import Task
 __all__ = ["SweepError", "SweepResult", "run_sweep"]
 
 _OUTCOMES = "outcomes_pickle"  # result key carrying a finished pack's records to the driver
+# How long a driver's claim on its restarts outlives its last heartbeat. A killed
+# driver's restarts wait this long for another driver; a live one renews every third
+# of it, so only a driver stalled for 40 s (or cut off from the database) loses them.
+LEASE_TTL_S = 60.0
 
 
 class SweepError(RobustnessError, RuntimeError):
@@ -59,10 +72,11 @@ class SweepResult:
     written: int  # restarts this run recorded
     successes: int  # successes among all recorded restarts of the study
     recorded: int  # all recorded restarts of the study
-    packs: int
+    packs: int  # packs this driver trained or started (failed and interrupted ones included)
     failed_packs: int
     elapsed_s: float
     interrupted: bool = False
+    by_others: int = 0  # restarts other drivers of the study recorded while this one ran
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,7 +89,8 @@ class _Job:
     task: Task
     config: TrainConfig
     criterion: Criterion
-    packs: tuple[tuple[RestartSpec, ...], ...]
+    packs: tuple[tuple[RestartSpec, ...], ...]  # this round's packs
+    first: int  # the number of the round's first pack (trial config "pack" counts from it)
     device: str
     threads: int
     checkpoint_every_s: float
@@ -88,7 +103,7 @@ def _pack_trial(trial_config: dict[str, Any], job: _Job) -> None:
     """
     from ray import tune
 
-    index = trial_config["pack"]
+    index = trial_config["pack"] - job.first
     torch.set_num_threads(job.threads)
     if uses_own_loop(job.task):
         # The task's own loop, one restart after another: nothing to checkpoint mid-way,
@@ -132,12 +147,14 @@ def _store_callback_class() -> type:
                      say: Callable[[str], None], log_path: Path) -> None:
             self.write, self.on_written, self.say, self.log_path = write, on_written, say, log_path
             self.errors: list[BaseException] = []
+            self.failed: list[int] = []  # packs (their trial config's "pack") that failed after retries
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its callbacks into the experiment state; the store
             # connection must not go there (and never needs to: resuming goes
             # through storage, not through Tune's state).
-            return {"write": None, "on_written": None, "say": None, "log_path": self.log_path, "errors": []}
+            return {"write": None, "on_written": None, "say": None, "log_path": self.log_path, "errors": [],
+                    "failed": []}
 
         def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             step = (trial.last_result or {}).get("step", 0)
@@ -146,6 +163,7 @@ def _store_callback_class() -> type:
                      f"(details in {self.log_path})")
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.failed.append(trial.config.get("pack"))
             self.say(f"pack {trial.config.get('pack')}: {_trial_error(trial)}; no retries left "
                      f"(details in {self.log_path})")
 
@@ -165,32 +183,60 @@ def _store_callback_class() -> type:
 
 
 def _trial_error(trial: Any) -> str:
-    """The last line of a failed trial's error (e.g. ``RuntimeError: ...``, ``ActorDiedError``), short."""
+    """What ended a failed trial, in a few words: ``worker lost``, or the error's last line, short."""
     try:
-        lines = [line for line in Path(trial.error_file).read_text().splitlines() if line.strip()]
-        text = lines[-1].strip() if lines else ""
+        text = Path(trial.error_file).read_text()
     except (OSError, TypeError):
         text = ""
-    if "ActorDied" in text or "WorkerCrashed" in text or "NodeDied" in text:
+    lost = ("ActorDiedError", "WorkerCrashedError", "NodeDiedError", "actor is dead", "worker process has died",
+            "node has died", "ActorUnavailableError")
+    if any(marker in text for marker in lost):
         return "worker lost"
-    text = text.split(": ", 1)[-1] if text.startswith("ray.exceptions") else text
-    return (text[:117] + "...") if len(text) > 120 else (text or "failed")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    last = last.split(": ", 1)[-1] if last.startswith("ray.exceptions") else last
+    return (last[:117] + "...") if len(last) > 120 else (last or "failed")
+
+
+class _RayLinesTo:
+    """A text stream that sends Ray's own lines (``(raylet) ...``, ``(pid=...) ...``) to a log file.
+
+    Ray's driver prints the raylet's error messages (a dead worker, a lost node)
+    straight to ``sys.stderr``; during a sweep they belong in the log the
+    one-line summaries name, not between the progress bar and the table.
+    """
+
+    _RAY = re.compile(r"^(\x1b\[[0-9;]*m)?\((raylet|pid=|\w+ pid=)")
+
+    def __init__(self, stream: Any, log: Any) -> None:
+        self._stream, self._log = stream, log
+
+    def write(self, text: str) -> int:
+        target = self._log if self._RAY.match(text.lstrip()) else self._stream
+        return target.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 @contextlib.contextmanager
 def _ray_log_to(path: Path) -> Iterator[None]:
-    """Ray's and Tune's own logging (tracebacks of failed trials) into ``path``, not the terminal."""
+    """Ray's and Tune's own logging and printed lines (tracebacks, dead workers) into ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     ray_logger = logging.getLogger("ray")
     saved = ray_logger.handlers[:], ray_logger.propagate
     ray_logger.handlers, ray_logger.propagate = [handler], False
-    try:
-        yield
-    finally:
-        ray_logger.handlers, ray_logger.propagate = saved
-        handler.close()
+    stderr, stdout = sys.stderr, sys.stdout
+    with open(path, "a", encoding="utf-8") as log:
+        sys.stderr, sys.stdout = _RayLinesTo(stderr, log), _RayLinesTo(stdout, log)
+        try:
+            yield
+        finally:
+            sys.stderr, sys.stdout = stderr, stdout
+            ray_logger.handlers, ray_logger.propagate = saved
+            handler.close()
 
 
 def _check_reachable(address: str, *, timeout: float = 10.0) -> None:
@@ -257,13 +303,27 @@ def run_sweep(
     experiment_dir: str | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     events: Callable[[str], None] | None = None,
+    lease_ttl_s: float = LEASE_TTL_S,
 ) -> SweepResult:
     """Run every restart of ``space`` not yet in ``storage``; returns counts for the study.
 
-    ``progress(done, total, successes)`` is called in the driver after each pack is stored;
-    ``events(line)`` gets one line per failed or retried pack (Ray's own detail goes to a
-    log file the line names).
+    Other drivers may run the same study at the same time: this one claims a round
+    of restarts (as many packs as the cluster runs at once) that nobody recorded or
+    leased, trains and records them, and claims again. When the only restarts left
+    are leased by other drivers it waits for them, so the study is complete when
+    this returns (except for packs that failed after retries): they get recorded, or
+    their holder dies, its leases expire ``lease_ttl_s`` after its last heartbeat,
+    and this driver trains them. The result tells this driver's share
+    (``written`` restarts in ``packs`` packs) from what others recorded meanwhile
+    (``by_others``).
+
+    ``progress(done, total, successes)`` is called in the driver after each pack is stored
+    (and when other drivers' packs are seen); ``events(line)`` gets one line per failed or
+    retried pack, and one when the driver starts waiting for other drivers (Ray's own
+    detail goes to a log file the line names).
     """
+    if not lease_ttl_s > 0:
+        raise ValueError(f"lease_ttl_s must be positive, got {lease_ttl_s!r}")
     from ray import tune
 
     start = time.perf_counter()
@@ -290,9 +350,10 @@ def run_sweep(
             slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
             plan = plan_sweep(space, done_keys=store.done_keys(study_id), key=restart_key, pack_size=pack_size,
                               slots=slots, own_loop=uses_own_loop(space.task.build()))
-            return _execute(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, max_failures=max_failures,
+            return _execute(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, slots=slots,
+                            lease_ttl_s=lease_ttl_s, max_failures=max_failures,
                             checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, progress=progress,
-                            events=events, start=start)
+                            say=events or (lambda line: None), start=start)
         finally:
             if owns_ray:
                 import ray
@@ -350,68 +411,143 @@ def _check_resources(cluster: dict[str, float], *, cpus: float, gpus: float, sou
 
 
 def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id: int, tune: Any, *, cpus: float,
-             gpus: float, max_failures: int, checkpoint_every_s: float, experiment_dir: str | None,
-             progress: Callable[[int, int, int], None] | None, events: Callable[[str], None] | None,
-             start: float) -> SweepResult:
+             gpus: float, slots: int, lease_ttl_s: float, max_failures: int, checkpoint_every_s: float,
+             experiment_dir: str | None, progress: Callable[[int, int, int], None] | None,
+             say: Callable[[str], None], start: float) -> SweepResult:
+    """Claim restarts a round at a time, train each round's packs, until none is left unrecorded.
+
+    A round is as many packs as the cluster runs at once. Restarts leased by other
+    drivers are waited for, not skipped, so the study is complete when this returns
+    (barring failed packs): the driver polls until they are recorded, or until their
+    holder's lease expires and it can take them over.
+    """
     table = store.read_table(study_id)
-    recorded, successes = len(table), int(table.success.sum())
-    written = 0
+    recorded_before = len(table)
+    state = _Progress(store, study_id, plan.total, progress, recorded=recorded_before, successes=int(table.success.sum()))
+    specs = {restart_key(s.params, s.restart): s for s in plan.todo}
+    gave_up: set[str] = set()  # restarts of packs that failed here: this driver does not claim them again
+    trained_packs, failed, interrupted, waiting = 0, 0, False, False
+    holder = new_holder()
+    round_setup = _RoundSetup(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, max_failures=max_failures,
+                              checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, say=say,
+                              on_written=state.written) if specs else None
+    state.report()
+    try:
+        with Heartbeat(store, holder, ttl_s=lease_ttl_s, say=say):
+            while specs:
+                wanted = [k for k in specs if k not in gave_up]
+                claimed = store.claim_restarts(study_id, wanted, holder=holder, n=plan.pack_size * slots,
+                                               ttl_s=lease_ttl_s)
+                if claimed:
+                    assert round_setup is not None
+                    packs = cut_packs([specs[k] for k in claimed], plan.pack_size)
+                    trained_packs += len(packs)  # counted when started: an interrupted round's packs too
+                    lost = round_setup.run(packs, first=trained_packs - len(packs))
+                    failed += len(lost)
+                    gave_up.update(restart_key(s.params, s.restart) for pack in lost for s in pack)
+                    store.release_leases(study_id, holder, claimed)
+                    waiting = False
+                    continue
+                left = [k for k in wanted if k not in store.done_keys(study_id)]
+                if not left:
+                    break
+                if not waiting:  # once per wait, not once per pack the others finish
+                    say(f"waiting for {len(left)} restarts that other drivers are training (a lease outlives "
+                        f"its driver by at most {lease_ttl_s:g}s)")
+                    waiting = True
+                state.refresh()
+                time.sleep(_poll_interval(lease_ttl_s))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        with contextlib.suppress(StorageError):
+            store.release_leases(study_id, holder)  # let other drivers (or a rerun) take them at once
+    if not interrupted:
+        state.refresh(report=False)
+    return SweepResult(study=space.study, storage=store.url, total=plan.total, already_done=plan.done,
+                       written=state.n_written, successes=state.successes, recorded=state.recorded,
+                       packs=trained_packs, failed_packs=failed, elapsed_s=time.perf_counter() - start,
+                       interrupted=interrupted,
+                       by_others=max(0, state.recorded - recorded_before - state.n_written))
 
-    # One distribution per axis for every trial: Optuna then sees a static search space.
-    distributions = store.declare_axes(study_id, space.axes())
 
-    def write(outcomes: list[Any]) -> int:
-        return store.write_outcomes(study_id, outcomes, distributions=distributions)
+def _poll_interval(ttl_s: float) -> float:
+    # Often enough to take over an expired lease soon after it expires, rarely enough to cost nothing.
+    return min(5.0, max(0.2, ttl_s / 6))
 
-    def on_written(outcomes: list[Any], new: int) -> None:
-        # Progress only: the final counts are read back from storage.
-        nonlocal written, recorded, successes
-        written += new
-        recorded += new
-        successes += sum(o.success for o in outcomes) if new == len(outcomes) else 0
-        if progress is not None:
-            progress(recorded, plan.total, successes)
 
-    if progress is not None:
-        progress(recorded, plan.total, successes)
-    interrupted, failed = False, 0
-    if plan.packs:
-        task, config = training_setup(space)
-        job = _Job(task=task, config=config, criterion=plan.criterion, packs=plan.packs,
-                   device="cuda" if gpus > 0 else "cpu", threads=max(1, int(cpus)),
-                   checkpoint_every_s=checkpoint_every_s)
-        _ship_user_code(task, plan.packs)
-        name = f"{space.study}-{int(time.time())}"
-        storage_path = experiment_dir or str(Path(tempfile.gettempdir()) / "robustness-ray")
-        log_path = Path(storage_path) / name / "sweep.log"
-        callback = _store_callback_class()(write, on_written, events or (lambda message: None), log_path)
-        trainable = tune.with_resources(tune.with_parameters(_pack_trial, job=job), {"cpu": cpus, "gpu": gpus})
+class _Progress:
+    """The study's counts as the driver sees them: its own writes at once, other drivers' on refresh."""
+
+    def __init__(self, store: RestartStore, study_id: int, total: int,
+                 progress: Callable[[int, int, int], None] | None, *, recorded: int, successes: int) -> None:
+        self.store, self.study_id, self.total, self.progress = store, study_id, total, progress
+        self.recorded, self.successes, self.n_written = recorded, successes, 0
+
+    def report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.recorded, self.total, self.successes)
+
+    def written(self, outcomes: list[Any], new: int) -> None:
+        self.n_written += new
+        self.recorded += new
+        self.successes += sum(o.success for o in outcomes) if new == len(outcomes) else 0
+        self.report()
+
+    def refresh(self, *, report: bool = True) -> None:
+        """Read the counts back from storage (other drivers' packs included)."""
+        table = self.store.read_table(self.study_id)
+        changed = len(table) != self.recorded
+        self.recorded, self.successes = len(table), int(table.success.sum())
+        if report and changed:
+            self.report()
+
+
+class _RoundSetup:
+    """What every round shares; :meth:`run` trains one round's packs with one ``tuner.fit()``."""
+
+    def __init__(self, space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id: int, tune: Any, *,
+                 cpus: float, gpus: float, max_failures: int, checkpoint_every_s: float,
+                 experiment_dir: str | None, say: Callable[[str], None],
+                 on_written: Callable[[list[Any], int], None]) -> None:
+        self.space, self.plan, self.tune, self.say, self.on_written = space, plan, tune, say, on_written
+        self.cpus, self.gpus, self.max_failures, self.checkpoint_every_s = cpus, gpus, max_failures, checkpoint_every_s
+        self.task, self.config = training_setup(space)
+        # One distribution per axis for every trial: Optuna then sees a static search space.
+        distributions = store.declare_axes(study_id, space.axes())
+        self.write = lambda outcomes: store.write_outcomes(study_id, outcomes, distributions=distributions)
+        self.name = f"{space.study}-{int(time.time())}"
+        self.storage_path = experiment_dir or str(Path(tempfile.gettempdir()) / "robustness-ray")
+        self.log_path = Path(self.storage_path) / self.name / "sweep.log"
+        self.rounds = 0
+
+    def run(self, packs: tuple[tuple[RestartSpec, ...], ...], *, first: int) -> list[tuple[RestartSpec, ...]]:
+        """Train ``packs`` (numbered from ``first`` in messages); returns the packs that failed after retries."""
+        tune = self.tune
+        job = _Job(task=self.task, config=self.config, criterion=self.plan.criterion, packs=packs, first=first,
+                   device="cuda" if self.gpus > 0 else "cpu", threads=max(1, int(self.cpus)),
+                   checkpoint_every_s=self.checkpoint_every_s)
+        _ship_user_code(self.task, packs)
+        callback = _store_callback_class()(self.write, self.on_written, self.say, self.log_path)
+        trainable = tune.with_resources(tune.with_parameters(_pack_trial, job=job), {"cpu": self.cpus, "gpu": self.gpus})
+        self.rounds += 1
         tuner = tune.Tuner(
             trainable,
-            param_space={"pack": tune.grid_search(list(range(len(plan.packs))))},
+            param_space={"pack": tune.grid_search(list(range(first, first + len(packs))))},
             # Reusing the worker process across packs saves its start-up (Python, torch, the data set)
             # on every pack after the first.
             tune_config=tune.TuneConfig(reuse_actors=True),
             run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage_path,
-                failure_config=tune.FailureConfig(max_failures=max_failures),
+                name=f"{self.name}-round{self.rounds}",
+                storage_path=self.storage_path,
+                failure_config=tune.FailureConfig(max_failures=self.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[callback], verbose=0, log_to_file=False,
             ),
         )
-        try:
-            with _ray_log_to(log_path):
-                grid = tuner.fit()
-            failed = sum(1 for r in grid if r.error is not None)
-        except KeyboardInterrupt:
-            interrupted = True
+        with _ray_log_to(self.log_path):
+            tuner.fit()
         if callback.errors:
             e = callback.errors[0]
             raise StorageError(f"could not record a finished pack: {e}") from e
-    if not interrupted:
-        table = store.read_table(study_id)
-        recorded, successes = len(table), int(table.success.sum())
-    return SweepResult(study=space.study, storage=store.url, total=plan.total, already_done=plan.done,
-                       written=written, successes=successes, recorded=recorded, packs=len(plan.packs),
-                       failed_packs=failed, elapsed_s=time.perf_counter() - start, interrupted=interrupted)
+        return [packs[i - first] for i in sorted(set(callback.failed))]
