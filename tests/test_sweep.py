@@ -200,9 +200,44 @@ def _rerun_completes(url: str, yaml: Path, study: str) -> None:
 
 def test_rerun_after_the_driver_was_killed_completes_without_duplicates(tmp_path) -> None:
     proc, url, yaml = _sweep_stopped_midway(tmp_path, "killed")
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, without any cleanup
+    session = _ray_session_of(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)  # the driver alone, without any cleanup
     proc.wait(timeout=60)
+    # its local Ray instance is not left behind: a watchdog ends the session's processes
+    deadline = time.monotonic() + 60
+    while _processes_mentioning(session):
+        assert time.monotonic() < deadline, f"Ray processes of {session} outlived their driver"
+        time.sleep(1.0)
     _rerun_completes(url, yaml, "killed")
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _ray_session_of(driver: int) -> str:
+    """The session directory of the Ray instance a driver started (its raylet names it)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit():
+                continue
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) != driver:
+                continue
+            cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
+            match = re.search(r"(/tmp/ray/session_[\w.-]+)", cmd)
+            if match:
+                return match.group(1)
+        except (OSError, ValueError, IndexError):
+            continue
+    raise AssertionError(f"no Ray session started by {driver}")
 
 
 def test_ctrl_c_stops_the_sweep_with_whole_packs_stored(tmp_path) -> None:

@@ -270,10 +270,54 @@ def _connect_ray(address: str | None, *, num_cpus: int | None) -> bool:
             ray.init(address=address, **kwargs)
         else:
             ray.init(num_cpus=num_cpus, **kwargs)
+            _reap_when_gone(os.getpid())
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise SweepError(f"cannot connect to {where}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     return True
+
+
+_REAPER = """
+import os, signal, sys, time
+driver, session = int(sys.argv[1]), sys.argv[2]
+while True:
+    try:
+        os.kill(driver, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1.0)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if session.encode() in f.read():
+                        os.kill(int(entry), sig)
+            except OSError:
+                pass
+    time.sleep(2.0)
+"""
+
+
+def _reap_when_gone(driver: int) -> None:
+    """Stop this driver's local Ray processes if the driver dies without shutting Ray down.
+
+    A driver killed outright (SIGKILL, an out-of-memory kill) leaves the Ray instance it
+    started running for a while; a small watchdog in its own session ends every process
+    of that instance's session directory once the driver is gone. Linux only (/proc).
+    """
+    import subprocess
+
+    try:
+        import ray
+
+        session = ray._private.worker.global_worker.node.get_session_dir_path()  # private: no public API for it
+    except Exception:  # noqa: BLE001 (no session dir to watch: nothing to reap)
+        return
+    if not Path("/proc").is_dir() or not session:
+        return
+    subprocess.Popen([sys.executable, "-c", _REAPER, str(driver), session], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _check_compatible(store: RestartStore, space: SearchSpace, attrs: dict[str, Any], *, resume: bool) -> None:
