@@ -171,9 +171,10 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
     def event(line: str) -> None:
         # A failed or retried pack: one line, above the bar (Ray's tracebacks go to the log it names).
         if bar is not None:
-            bar.write(line, file=sys.stderr)
-        else:
-            click.echo(line, err=True)
+            bar.clear()
+        click.echo(line, err=True)
+        if bar is not None:
+            bar.refresh()
 
     try:
         result = run_sweep(space, storage=storage, address=address, resume=resume, pack_size=pack_size,

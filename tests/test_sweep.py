@@ -295,7 +295,7 @@ def test_a_retried_pack_is_one_line_and_rays_tracebacks_go_to_a_log(tmp_path) ->
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "ERROR" not in out, out
-    retried = sorted(line for line in out.replace("\r", "\n").splitlines() if line.startswith("pack "))
+    retried = sorted(re.findall(r"pack \d+: [^\r\n]*", out))
     assert len(retried) == 2, out
     for line in retried:
         assert re.fullmatch(r"pack [01]: RuntimeError: injected failure [01]; retrying from update 10 "

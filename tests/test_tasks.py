@@ -107,8 +107,9 @@ def _close(a, b, rtol: float = 1e-4) -> None:
         assert p.train_loss == pytest.approx(q.train_loss, rel=rtol, abs=1e-6)
 
 
-@pytest.mark.parametrize("task", [SmallCNN(norm="group"), ParityTask()], ids=["cnn", "gru-attention"])
-def test_a_generic_restart_does_not_depend_on_its_pack(task) -> None:
+def test_a_generic_restart_does_not_depend_on_its_pack() -> None:
+    """Embedding, GRU cell, attention, layer norm: bit for bit in any pack."""
+    task = ParityTask()
     config = TrainConfig(steps=12, batch_size=16, eval_every=6, optimizer="sgd", momentum=0.9)
     specs = _specs()
     full = train_pack(task, specs, config, criterion=CRIT)
@@ -116,6 +117,20 @@ def test_a_generic_restart_does_not_depend_on_its_pack(task) -> None:
         for i, o in zip(chosen, train_pack(task, [specs[i] for i in chosen], config, criterion=CRIT)):
             assert _exact(o, full[i]), f"restart {i} changed when packed with {chosen}"
     assert len({o.metrics["train_loss"] for o in full}) == len(full)  # the restarts really differ
+
+
+def test_a_conv_restart_is_close_in_any_pack() -> None:
+    # vmap runs R convolutions as one grouped convolution (groups = R), and ATen picks the
+    # convolution kernel by group count and CPU (a pack of one is a plain convolution):
+    # aten.convolution is the op that is not bit-exact across pack sizes on every CPU.
+    # Held to a tight tolerance over a short run instead.
+    task = SmallCNN(norm="group")
+    config = TrainConfig(steps=6, batch_size=16, eval_every=3, optimizer="sgd")
+    specs = _specs(lr=0.02)
+    full = train_pack(task, specs, config, criterion=CRIT)
+    for chosen in ([4], [5, 0, 2]):
+        for i, o in zip(chosen, train_pack(task, [specs[i] for i in chosen], config, criterion=CRIT)):
+            _close(o, full[i], rtol=1e-5)
 
 
 def test_batch_norm_statistics_are_per_restart_and_close_across_packs() -> None:
