@@ -157,6 +157,9 @@ def test_a_lost_node_s_pack_is_retried_on_the_nodes_that_remain(tmp_path: Path) 
     assert proc.returncode == 0, out
     assert list((tmp_path / "ray").rglob("error.txt")), "no pack was running on the node that died"
     assert "Traceback" not in out and "(raylet)" not in out, out  # Ray's detail goes to the sweep's log
+    told = re.findall(r"pack [01]: [^\r\n]*", out)
+    assert told and all(re.fullmatch(r"pack [01]: worker lost; retrying from update \d+ \(details in .*sweep\.log\)",
+                                     line) for line in told), out
     assert len(_outcomes(url, "node")) == 6  # every restart once, though its node died
 
 

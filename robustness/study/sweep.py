@@ -148,15 +148,28 @@ def _store_callback_class() -> type:
             self.write, self.on_written, self.say, self.log_path = write, on_written, say, log_path
             self.errors: list[BaseException] = []
             self.failed: list[int] = []  # packs (their trial config's "pack") that failed after retries
+            self.told: dict[str, int] = {}  # trial id -> failures already reported in one line
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles its callbacks into the experiment state; the store
             # connection must not go there (and never needs to: resuming goes
             # through storage, not through Tune's state).
             return {"write": None, "on_written": None, "say": None, "log_path": self.log_path, "errors": [],
-                    "failed": []}
+                    "failed": [], "told": {}}
 
         def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._tell_retry(trial)
+
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            # Some failures (a lost node's actor) are retried without on_trial_recover: a trial
+            # that starts with more failures than were told is a retry all the same.
+            self._tell_retry(trial)
+
+        def _tell_retry(self, trial: Any) -> None:
+            failures = int(getattr(trial, "num_failures", 0) or 0)
+            if failures <= self.told.get(trial.trial_id, 0):
+                return
+            self.told[trial.trial_id] = failures
             step = (trial.last_result or {}).get("step", 0)
             start = f"from update {step}" if step else "from the start"
             self.say(f"pack {trial.config.get('pack')}: {_trial_error(trial)}; retrying {start} "
@@ -189,7 +202,7 @@ def _trial_error(trial: Any) -> str:
     except (OSError, TypeError):
         text = ""
     lost = ("ActorDiedError", "WorkerCrashedError", "NodeDiedError", "actor is dead", "worker process has died",
-            "node has died", "ActorUnavailableError")
+            "node has died", "ActorUnavailableError", "actor is temporarily unavailable")
     if any(marker in text for marker in lost):
         return "worker lost"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
