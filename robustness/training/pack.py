@@ -122,6 +122,7 @@ class PackTrainer:
         self.module = task.build_module(data)
         self.data = data.to(self.device)
         self.model = task.pack_model(self.module, vectorized=vectorized)
+        self.model.train(True)  # training mode between evaluations
         R = len(self.specs)
         seeds = [derived_seeds(s.seed) for s in self.specs]  # (init, data, noise) per restart
 
@@ -214,8 +215,7 @@ class PackTrainer:
 
     def _update(self) -> None:
         x, y = self._batch()
-        self.model.train(True)
-        out = self.model.forward(self._state, x)  # (R, B, ...)
+        out = self.model.forward(self._state, x)  # (R, B, ...), in training mode (see eval_metrics)
         R, B = y.shape[:2]
         loss = self.task.loss(out.flatten(0, 1), y.flatten(0, 1)).view(R, B).mean(1)  # (R,)
         # Row r of each layer's gradient is restart r's own: the restarts share no parameters.
@@ -242,9 +242,14 @@ class PackTrainer:
 
     def eval_metrics(self) -> dict[str, torch.Tensor]:
         """Every metric of the task for every restart now, on the evaluation set: name -> (R,)."""
+        # Evaluation mode only here: switching modes walks every submodule, not a per-step cost.
         self.model.train(False)
-        state = {**self.model.layout.views(self.theta), **self.buffers}
-        return evaluate(self.task, self.model, state, self.data.test_x, self.data.test_y, chunk=self.config.eval_chunk)
+        try:
+            state = {**self.model.layout.views(self.theta), **self.buffers}
+            return evaluate(self.task, self.model, state, self.data.test_x, self.data.test_y,
+                            chunk=self.config.eval_chunk)
+        finally:
+            self.model.train(True)
 
     def _evaluate_point(self) -> None:
         metric = self.eval_metrics()[self.task.primary_metric]
