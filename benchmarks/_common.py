@@ -33,7 +33,7 @@ from torch import nn
 
 from robustness.criterion import Criterion
 from robustness.noise import NoiseSchedule
-from robustness.training.data import DataError, Dataset
+from robustness.training.data import DataError, Dataset, load_dataset
 from robustness.training.models import init_module
 from robustness.training.pack import BatchOrder, PackTrainer, TrainConfig
 from robustness.training.reference import make_optimizer
@@ -79,11 +79,12 @@ def load_task(data_dir: str | None) -> tuple[DeepMLPTask, Dataset, list[str]]:
     folder = data_dir or os.environ.get("ROBUSTNESS_DATA_DIR") or str(REPO_DATA_DIR)
     task = DeepMLPTask(dataset="mnist", data_dir=folder, depth=DEPTH, width=WIDTH)
     notes = []
+    # The NumPy data set (its name says which MNIST training set was found); trainers take it as is.
     try:
-        data = task.load_data()
+        data = load_dataset(task.dataset, data_dir=task.data_dir)
     except DataError as exc:
         task = DeepMLPTask(dataset="digits", depth=DEPTH, width=WIDTH)
-        data = task.load_data()
+        data = load_dataset(task.dataset)
         notes.append(f"no MNIST found ({exc}); using scikit-learn digits: input dim 64, not 784, "
                      "so the first layer and the FLOPs per step are smaller than MNIST's")
     if data.name == "mnist-5k":

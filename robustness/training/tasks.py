@@ -184,7 +184,8 @@ class DeepMLPTask(ClassificationTask):
     def load_data(self) -> TaskData:
         return as_task_data(load_dataset(self.dataset, data_dir=self.data_dir, download=self.download))
 
-    def build_module(self, data: TaskData) -> nn.Module:
+    def build_module(self, data: TaskData | Dataset) -> nn.Module:
+        data = as_task_data(data)  # a NumPy Dataset (as the benchmarks load it) is fine too
         assert isinstance(data, TensorData)
         classes = int(torch.cat([data.train_y, data.test_y]).max()) + 1
         return make_mlp(data.train_x[0].numel(), classes, depth=self.depth, width=self.width)
