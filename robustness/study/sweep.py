@@ -13,6 +13,8 @@ last checkpoint (``FailureConfig(max_failures=...)``); if it had already
 reported, the store skips the keys it has, so every restart is recorded once.
 Stopping the driver (Ctrl-C, a kill) loses at most the packs in flight: every
 finished pack is committed, and rerunning the command trains only what is missing.
+Ctrl-C is a request the driver honours between Tune's steps and before it claims
+more restarts (``_StopRequest``); a second Ctrl-C raises KeyboardInterrupt at once.
 
 Several drivers may run the same study at once (people on a shared cluster, a
 retry script): each claims a round of restarts at a time through leases in the
@@ -29,9 +31,11 @@ import logging
 import os
 import pickle
 import re
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -195,6 +199,70 @@ def _store_callback_class() -> type:
     return StoreCallback
 
 
+class _StopRequest:
+    """Ctrl-C during a sweep, recorded by a SIGINT handler and acted on at the driver's safe points.
+
+    A KeyboardInterrupt lands on whatever bytecode runs when SIGINT arrives; in a
+    weakref callback or a ``__del__`` (SQLAlchemy's, during garbage collection)
+    Python prints it and drops it, and the sweep would go on. So the first Ctrl-C
+    only sets a flag: Tune's round ends through :func:`_stopper_class`, and the
+    driver raises KeyboardInterrupt itself (:meth:`check`) before it claims
+    more restarts. A second Ctrl-C raises KeyboardInterrupt at once.
+    """
+
+    def __init__(self) -> None:
+        # A plain attribute, not a threading.Event: setting an Event takes a lock that
+        # the interrupted main thread may be holding (inside Event.wait).
+        self.requested = False
+
+    @contextlib.contextmanager
+    def on_sigint(self) -> Iterator[None]:
+        """This object as the SIGINT handler inside the block (main thread only; an ignored SIGINT stays so)."""
+        previous = signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
+            yield
+            return
+        signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if Ctrl-C was pressed."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, less if Ctrl-C is pressed meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self.requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.2))  # a handled signal does not cut a sleep short (PEP 475)
+
+
+def _stopper_class() -> type:
+    from ray import tune
+
+    class StopOnRequest(tune.Stopper):
+        """Ends a round's trials once Ctrl-C was pressed; their packs, unreported, are dropped whole."""
+
+        def __init__(self, stop: _StopRequest) -> None:
+            self.stop = stop
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return self.stop.requested
+
+    return StopOnRequest
+
+
 def _trial_error(trial: Any) -> str:
     """What ended a failed trial, in a few words: ``worker lost``, or the error's last line, short."""
     try:
@@ -269,8 +337,8 @@ def _connect_ray(address: str | None, *, num_cpus: int | None) -> bool:
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # results carry blobs; no CSV/JSON logs
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Tune's own SIGINT handler makes fit() return normally on Ctrl-C, which would look
-    # like a finished sweep; let KeyboardInterrupt reach run_sweep instead.
+    # Tune's own SIGINT handler would replace the driver's (_StopRequest) during fit() and
+    # make fit() return as if the round had finished.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     if address:
         _check_reachable(address)
@@ -485,42 +553,46 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
     gave_up: set[str] = set()  # restarts of packs that failed here: this driver does not claim them again
     trained_packs, failed, interrupted, waiting = 0, 0, False, False
     holder = new_holder()
+    stop = _StopRequest()
     round_setup = _RoundSetup(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, max_failures=max_failures,
                               checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, say=say,
-                              on_written=state.written) if specs else None
+                              on_written=state.written, stop=stop) if specs else None
     state.report()
-    try:
-        with Heartbeat(store, holder, ttl_s=lease_ttl_s, say=say):
-            while specs:
-                wanted = [k for k in specs if k not in gave_up]
-                claimed = store.claim_restarts(study_id, wanted, holder=holder, n=plan.pack_size * slots,
-                                               ttl_s=lease_ttl_s)
-                if claimed:
-                    assert round_setup is not None
-                    packs = cut_packs([specs[k] for k in claimed], plan.pack_size)
-                    trained_packs += len(packs)  # counted when started: an interrupted round's packs too
-                    lost = round_setup.run(packs, first=trained_packs - len(packs))
-                    failed += len(lost)
-                    gave_up.update(restart_key(s.params, s.restart) for pack in lost for s in pack)
-                    store.release_leases(study_id, holder, claimed)
-                    waiting = False
-                    continue
-                left = [k for k in wanted if k not in store.done_keys(study_id)]
-                if not left:
-                    break
-                if not waiting:  # once per wait, not once per pack the others finish
-                    say(f"waiting for {len(left)} restarts that other drivers are training (a lease outlives "
-                        f"its driver by at most {lease_ttl_s:g}s)")
-                    waiting = True
-                state.refresh()
-                time.sleep(_poll_interval(lease_ttl_s))
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        with contextlib.suppress(StorageError):
-            store.release_leases(study_id, holder)  # let other drivers (or a rerun) take them at once
-    if not interrupted:
-        state.refresh(report=False)
+    # From here on Ctrl-C is only recorded; the loop and Tune act on it (see _StopRequest).
+    with stop.on_sigint():
+        try:
+            with Heartbeat(store, holder, ttl_s=lease_ttl_s, say=say):
+                while specs:
+                    stop.check()
+                    wanted = [k for k in specs if k not in gave_up]
+                    claimed = store.claim_restarts(study_id, wanted, holder=holder, n=plan.pack_size * slots,
+                                                   ttl_s=lease_ttl_s)
+                    if claimed:
+                        assert round_setup is not None
+                        packs = cut_packs([specs[k] for k in claimed], plan.pack_size)
+                        trained_packs += len(packs)  # counted when started: an interrupted round's packs too
+                        lost = round_setup.run(packs, first=trained_packs - len(packs))
+                        failed += len(lost)
+                        gave_up.update(restart_key(s.params, s.restart) for pack in lost for s in pack)
+                        store.release_leases(study_id, holder, claimed)
+                        waiting = False
+                        continue
+                    left = [k for k in wanted if k not in store.done_keys(study_id)]
+                    if not left:
+                        break
+                    if not waiting:  # once per wait, not once per pack the others finish
+                        say(f"waiting for {len(left)} restarts that other drivers are training (a lease outlives "
+                            f"its driver by at most {lease_ttl_s:g}s)")
+                        waiting = True
+                    state.refresh()
+                    stop.sleep(_poll_interval(lease_ttl_s))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            with contextlib.suppress(StorageError):
+                store.release_leases(study_id, holder)  # let other drivers (or a rerun) take them at once
+        if not interrupted:
+            state.refresh(report=False)
     return SweepResult(study=space.study, storage=store.url, total=plan.total, already_done=plan.done,
                        written=state.n_written, successes=state.successes, recorded=state.recorded,
                        packs=trained_packs, failed_packs=failed, elapsed_s=time.perf_counter() - start,
@@ -566,8 +638,9 @@ class _RoundSetup:
     def __init__(self, space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id: int, tune: Any, *,
                  cpus: float, gpus: float, max_failures: int, checkpoint_every_s: float,
                  experiment_dir: str | None, say: Callable[[str], None],
-                 on_written: Callable[[list[Any], int], None]) -> None:
+                 on_written: Callable[[list[Any], int], None], stop: _StopRequest) -> None:
         self.space, self.plan, self.tune, self.say, self.on_written = space, plan, tune, say, on_written
+        self.stop = stop
         self.cpus, self.gpus, self.max_failures, self.checkpoint_every_s = cpus, gpus, max_failures, checkpoint_every_s
         self.task, self.config = training_setup(space)
         # One distribution per axis for every trial: Optuna then sees a static search space.
@@ -579,7 +652,10 @@ class _RoundSetup:
         self.rounds = 0
 
     def run(self, packs: tuple[tuple[RestartSpec, ...], ...], *, first: int) -> list[tuple[RestartSpec, ...]]:
-        """Train ``packs`` (numbered from ``first`` in messages); returns the packs that failed after retries."""
+        """Train ``packs`` (numbered from ``first`` in messages); returns the packs that failed after retries.
+
+        Raises KeyboardInterrupt when Ctrl-C ended the round: its failures are not counted then.
+        """
         tune = self.tune
         job = _Job(task=self.task, config=self.config, criterion=self.plan.criterion, packs=packs, first=first,
                    device="cuda" if self.gpus > 0 else "cpu", threads=max(1, int(self.cpus)),
@@ -600,10 +676,12 @@ class _RoundSetup:
                 failure_config=tune.FailureConfig(max_failures=self.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[callback], verbose=0, log_to_file=False,
+                stop=_stopper_class()(self.stop),
             ),
         )
         with _ray_log_to(self.log_path):
             tuner.fit()
+        self.stop.check()
         if callback.errors:
             e = callback.errors[0]
             raise StorageError(f"could not record a finished pack: {e}") from e
