@@ -57,8 +57,27 @@ def _storage_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--format table|json|csv``, with ``--json`` as an alias of ``--format json``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, as_json: bool = False, format_: str = "table", **kwargs: Any) -> Any:
+        return fn(*args, format_="json" if as_json else format_, **kwargs)
+
+    wrapper = click.option("--json", "as_json", is_flag=True, help="The same as --format json.")(wrapper)
     return click.option("--format", "format_", type=click.Choice(["table", "json", "csv"]), default="table",
-                        show_default=True, help="Output format; json is for scripts.")(fn)
+                        show_default=True, help="Output format; json is for scripts.")(wrapper)
+
+
+def _json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--format text|json`` for commands that print lines, with ``--json`` as the alias every command takes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, as_json: bool = False, format_: str = "text", **kwargs: Any) -> Any:
+        return fn(*args, as_json=as_json or format_ == "json", **kwargs)
+
+    wrapper = click.option("--json", "as_json", is_flag=True, help="The same as --format json.")(wrapper)
+    return click.option("--format", "format_", type=click.Choice(["text", "json"]), default="text",
+                        show_default=True, help="Output format; json prints one JSON object, for scripts.")(wrapper)
 
 
 @click.group(epilog=_EPILOG_HINT, context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,7 +103,7 @@ def main() -> None:
     robustness validate my_study.yaml --schema-only   # keys only: no data, no model
 """)
 @click.argument("file")  # checked by the library: one line for a directory or a missing file
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_json_option
 @click.option("--max-cells", type=int, default=None, help="Refuse grids with more cells than this.")
 @click.option("--schema-only", is_flag=True, help="Check the keys only; skip loading the data and the dry run.")
 @handle_errors
@@ -136,7 +155,7 @@ def validate(file: str, as_json: bool, max_cells: int | None, schema_only: bool)
 @click.option("--checkpoint-every", type=float, default=60.0, show_default=True, help="Seconds between pack checkpoints.")
 @click.option("--experiment-dir", default=None, metavar="DIR", help="Where Ray Tune keeps pack checkpoints and the "
               "sweep's log of Ray's own messages (default: <tmp>/robustness-ray).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@_json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def sweep(file: str, storage: str | None, address: str | None, resume: bool, pack_size: int | None,
@@ -216,7 +235,7 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
 @_storage_option
 @click.option("--schema-only", is_flag=True, help="Check the keys only; skip the local dry run "
               "(when the data is on the cluster only).")
-@click.option("--json", "as_json", is_flag=True, help="Print {job_id, address, study} as one JSON object.")
+@_json_option
 @handle_errors
 def submit(file: str, address: str, storage: str | None, schema_only: bool, as_json: bool) -> None:
     """Run FILE's sweep on a Ray cluster as a Ray Job, which goes on after this machine leaves.
@@ -335,6 +354,7 @@ def _print_cells(storage: str | None, study: str, *, by: tuple[str, ...] | None,
     robustness stats demo-noise
     robustness stats demo-noise --metric test_error --op '<' --threshold 0.05 --format json
     robustness stats demo-noise --by schedule,eta --format csv
+    robustness stats demo-noise --within 1,5,10        # P(at least one success in K restarts)
 """)
 @click.argument("study")
 @_storage_option
@@ -343,10 +363,12 @@ def _print_cells(storage: str | None, study: str, *, by: tuple[str, ...] | None,
 @click.option("--method", type=click.Choice(["wilson", "clopper-pearson"]), default="wilson", show_default=True)
 @click.option("--confidence", type=click.FloatRange(0.5, 0.9999), default=0.95, show_default=True)
 @click.option("--baseline", default="schedule=none", show_default=True, help="The arm noise is compared with (AXIS=VALUE,...).")
+@click.option("--within", default=None, metavar="K[,K...]", help="Also give P(at least one success in K restarts) per "
+              "cell, with its interval: what a budget of K restarts buys.")
 @_format_option
 @handle_errors
 def stats(study: str, storage: str | None, metric: str | None, op: str | None, threshold: float | None,
-          by: str | None, method: str, confidence: float, baseline: str, format_: str) -> None:
+          by: str | None, method: str, confidence: float, baseline: str, within: str | None, format_: str) -> None:
     """Success rates per cell with confidence intervals, and noise-vs-baseline tests.
 
     Success is the study's stored criterion unless --metric/--op/--threshold re-judge it
@@ -354,15 +376,21 @@ def stats(study: str, storage: str | None, metric: str | None, op: str | None, t
     --format table prints the comparisons after the cells; json holds both ("cells",
     "comparisons"); csv holds the cells only (use 'robustness compare --format csv').
     """
-    from robustness.stats import cell_stats, compare_arms
+    from robustness.stats import cell_stats, compare_arms, success_within
     from robustness.storage import RestartStore
 
     crit = _criterion(metric, op, threshold)
+    budgets = _budgets(within)
     with RestartStore(storage) as store:
         table = store.read_table(study, criterion=crit)
     arm = _parse_arm(baseline)
     with _as_usage_errors():
         cells = [c.to_dict() for c in cell_stats(table, by=_axes(by), criterion=crit, method=method, confidence=confidence)]
+        if budgets:
+            curves = success_within(table, budgets, by=_axes(by), criterion=crit, method=method, confidence=confidence)
+            for cell, curve in zip(cells, curves):  # both in group_rows order
+                cell["within"] = [{"k": k, "p": p, "low": lo, "high": hi}
+                                  for k, p, lo, hi in zip(curve.k, curve.p, curve.low, curve.high)]
         # A study without the baseline's axes (no noise axis, say) has cell rates but nothing to compare.
         comparable = len(table) and all(k in table.params for k in arm)
         comparisons = [c.to_dict() for c in compare_arms(table, baseline=arm, criterion=crit, confidence=confidence)] if comparable else []
@@ -370,7 +398,14 @@ def stats(study: str, storage: str | None, metric: str | None, op: str | None, t
         click.echo(json.dumps({"study": study, "restarts": len(table), "cells": cells, "comparisons": comparisons}, indent=2))
         return
     rows, axes = flatten_cells(cells)
-    click.echo(render(rows, [*axes, "n", "successes", "rate", "ci_low", "ci_high", "diverged"], format=format_))
+    extra = []
+    for k in budgets:
+        extra += [f"p_within_{k}", f"low_{k}", f"high_{k}"]
+    for row, cell in zip(rows, cells):
+        for point in cell.get("within", []):
+            k = point["k"]
+            row |= {f"p_within_{k}": point["p"], f"low_{k}": point["low"], f"high_{k}": point["high"]}
+    click.echo(render(rows, [*axes, "n", "successes", "rate", "ci_low", "ci_high", "diverged", *extra], format=format_))
     if format_ == "table" and comparisons:
         click.echo("")
         click.echo(comparison_text(comparisons))
@@ -385,6 +420,18 @@ def _as_usage_errors() -> Iterator[None]:
     except (KeyError, ValueError) as e:
         message = e.args[0] if e.args else type(e).__name__
         raise OptionError(str(message).splitlines()[0]) from None
+
+
+def _budgets(text: str | None) -> list[int]:
+    if text is None:
+        return []
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        raise click.UsageError(f"--within expects restart counts >= 1 separated by commas, got {text!r}")
+    return ks
 
 
 def _parse_arm(text: str) -> dict[str, Any]:
@@ -404,13 +451,15 @@ def _parse_arm(text: str) -> dict[str, Any]:
 
 \b
     robustness compare demo-noise --baseline 'schedule=none'
+    robustness compare demo-noise --match init          # pooled over lr and clip
     robustness compare demo-noise --match lr,init --unpaired --format json
 """)
 @click.argument("study")
 @_storage_option
 @click.option("--baseline", default="schedule=none", show_default=True, help="The baseline arm (AXIS=VALUE,...).")
 @click.option("--match", "--by", "match", default=None, metavar="AXES",
-              help="Axes on which compared arms must agree (default: every non-noise axis).")
+              help="Axes on which compared arms must agree (default: every non-noise axis); other non-noise "
+              "axes are pooled, with restarts still paired within their own cell.")
 @click.option("--unpaired", is_flag=True, help="Ignore seed pairing: Fisher's exact test instead of McNemar's.")
 @click.option("--test", "unpaired_test", type=click.Choice(["fisher", "boschloo"]), default="fisher", show_default=True)
 @click.option("--adjust", type=click.Choice(["holm", "fdr_bh", "none"]), default="holm", show_default=True)
@@ -431,10 +480,14 @@ def compare(study: str, storage: str | None, baseline: str, match: str | None, u
                              paired=not unpaired, unpaired_test=unpaired_test, adjust=adjust)
     dicts = [c.to_dict() for c in comps]
     if format_ == "json":
-        click.echo(json.dumps({"study": study, "comparisons": dicts, "unmatched": [dict(u) for u in getattr(comps, "unmatched", [])]},
+        click.echo(json.dumps({"study": study, "match": list(comps.match), "pooled": list(comps.pooled),
+                               "comparisons": dicts, "unmatched": [dict(u) for u in comps.unmatched]},
                               indent=2, default=str))
         return
     click.echo(render(comparison_rows(dicts), COMPARISON_COLUMNS, format=format_))
+    if format_ == "table" and comps.pooled:
+        click.echo(f"pooled over {', '.join(comps.pooled)}: each row sums its cells' restarts, and pairs restarts "
+                   "by seed within each cell")
 
 
 @main.command(epilog="""Examples:
@@ -448,7 +501,7 @@ def compare(study: str, storage: str | None, baseline: str, match: str | None, u
 @click.option("--n", "n", type=click.IntRange(min=2), default=None, help="Restarts per arm (the reverse question).")
 @click.option("--alpha", type=click.FloatRange(0.0001, 0.5), default=0.05, show_default=True)
 @click.option("--power", "power_", type=click.FloatRange(0.05, 0.9999), default=0.8, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@_json_option
 @handle_errors
 def power(p1: float, p2: float | None, n: int | None, alpha: float, power_: float, as_json: bool) -> None:
     """Restarts per arm to detect P1 -> P2 (two-sided, Cohen's h), or the P2 detectable with N."""
@@ -512,3 +565,64 @@ def download_mnist_cmd(data_dir: str | None) -> None:
 
     dest = Path(data_dir) / "mnist" if data_dir else default_data_dir() / "mnist"
     click.echo(f"MNIST verified in {download_mnist(dest)}")
+
+
+# -- reproduce ----------------------------------------------------------------------
+@main.command(epilog="""Examples:
+
+\b
+    ROBUSTNESS_DATA_DIR=../shared/data robustness reproduce          # about 75 min on 2 cores
+    robustness reproduce --mnist-steps 10000 --storage sqlite:///reproduction.db -o docs/reproduction.md
+""")
+@click.option("--storage", envvar="ROBUSTNESS_STORAGE", default="sqlite:///reproduction.db", show_default=True,
+              metavar="URL", help="Where the two studies are stored (also $ROBUSTNESS_STORAGE); a rerun resumes them.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="docs/reproduction.md", show_default=True)
+@click.option("--mnist-steps", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Updates per MNIST restart (the study is named paper-mnist-deep20-steps<N>).")
+@click.option("--mnist", "mnist_file", default="search_spaces/paper_mnist_deep20.yaml", show_default=True,
+              help="The Table 1 search space.")
+@click.option("--binary", "binary_file", default="search_spaces/paper_binary_multiplication_cpu.yaml",
+              show_default=True, help="The CPU-sized Table 6 search space.")
+@click.option("--full-binary", "full_file", default="search_spaces/paper_binary_multiplication.yaml",
+              show_default=True, help="The full Table 6 search space, for the scale estimate.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def reproduce(storage: str, output: str, mnist_steps: int, mnist_file: str, binary_file: str, full_file: str,
+              quiet: bool) -> None:
+    """Rerun the paper's Table 1 (MNIST) and Table 6 (binary multiplication) and write docs/reproduction.md.
+
+    Trains both studies through the same runner as 'sweep' (local Ray), measures the
+    Neural GPU pack against a plain loop at the full study's size, and writes the
+    report: every number in it comes from these studies, that measurement, or the
+    paper's tables. Run from a clone's top level, with MNIST where the MNIST search
+    space looks for it ($ROBUSTNESS_DATA_DIR/mnist).
+    """
+    import optuna
+    from tqdm import tqdm
+
+    from robustness.reproduce import run_reproduction
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    bars: dict[str, Any] = {}
+
+    def progress(study: str, done: int, total: int) -> None:
+        if quiet:
+            return
+        if study not in bars:
+            bars[study] = tqdm(total=total, initial=done, unit="restart", desc=study, dynamic_ncols=True)
+        bars[study].update(done - bars[study].n)
+        if done >= total:
+            bars[study].close()
+
+    def say(line: str) -> None:
+        for bar in bars.values():
+            bar.clear()
+        click.echo(line, err=True)
+
+    try:
+        path = run_reproduction(mnist=mnist_file, binary=binary_file, full_binary=full_file, output=output,
+                                storage=storage, mnist_steps=mnist_steps, progress=progress, say=say)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    click.echo(f"wrote {path}")

@@ -108,6 +108,46 @@ def test_compare_status_and_unknown_study(study_url: str) -> None:
     assert code == 2 and err.startswith("Error: no study 'nope'") and err.count("\n") == 1
 
 
+def test_within_k_is_the_budget_view(study_url: str) -> None:
+    # none: 2 of 6 succeed, so P(>= 1 in 3) = 1 - (4/6)^3; annealed: 5 of 6, 1 - (1/6)^3
+    code, out, _ = run("stats", "cli", "--storage", study_url, "--within", "1,3", "--json")
+    assert code == 0
+    by = {c["params"]["schedule"]: c["within"] for c in json.loads(out)["cells"]}
+    assert [w["k"] for w in by["none"]] == [1, 3]
+    assert by["none"][0]["p"] == pytest.approx(2 / 6) and by["none"][1]["p"] == pytest.approx(1 - (4 / 6) ** 3)
+    assert by["annealed"][1]["p"] == pytest.approx(1 - (1 / 6) ** 3)
+    assert all(w["low"] <= w["p"] <= w["high"] for ws in by.values() for w in ws)
+    code, out, _ = run("stats", "cli", "--storage", study_url, "--within", "3", "--format", "csv")
+    header, *rows = out.strip().splitlines()
+    assert code == 0 and header.endswith("p_within_3,low_3,high_3") and len(rows) == 2
+    code, _, err = run("stats", "cli", "--storage", study_url, "--within", "0")
+    assert code == 2 and "--within" in err
+
+
+def test_json_and_format_json_are_the_same_everywhere(study_url: str) -> None:
+    for args in (("stats", "cli", "--storage", study_url), ("compare", "cli", "--storage", study_url),
+                 ("status", "--storage", study_url), ("power", "--p1", "0.1", "--p2", "0.3"),
+                 ("validate", str(ROOT / "search_spaces" / "demo.yaml"), "--schema-only")):
+        a, b = run(*args, "--json"), run(*args, "--format", "json")
+        assert a[0] == b[0] == 0 and json.loads(a[1]) == json.loads(b[1]), args[0]
+
+
+def test_compare_match_pools_the_other_axes(tmp_path: Path) -> None:
+    # Two learning rates of _records()'s arms: --match init pools them, pairs stay within each lr.
+    url = f"sqlite:///{tmp_path / 'pool.db'}"
+    records = _records() + [RestartOutcome(**{**o.__dict__, "params": {**o.params, "lr": 0.01}}) for o in _records()]
+    with RestartStore(url) as store:
+        store.write_outcomes(store.open_study("pool"), records)
+    code, out, _ = run("compare", "pool", "--storage", url, "--match", "init", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["pooled"] == ["clip", "lr"] and len(data["comparisons"]) == 1
+    (c,) = data["comparisons"]
+    assert (c["n_pairs"], c["noise_only"], c["baseline_only"], c["noise_successes"], c["baseline_successes"]) == \
+        (12, 6, 0, 10, 4)
+    code, out, _ = run("compare", "pool", "--storage", url, "--match", "init")
+    assert code == 0 and "pooled over clip, lr" in out
+
+
 def test_report_writes_html_and_bad_paths_exit_2(study_url: str, tmp_path: Path) -> None:
     code, out, _ = run("report", "cli", "--storage", study_url, "-o", str(tmp_path / "r.html"))
     assert code == 0 and (tmp_path / "r.html").stat().st_size > 100_000

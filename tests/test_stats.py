@@ -248,8 +248,8 @@ def test_several_noise_arms_share_one_baseline() -> None:
 
 
 def test_match_axes_are_configurable() -> None:
-    # Extra axis "width": matched by default; with match=("lr", "clip", "init") the two
-    # baseline widths are ambiguous and the error says how to fix it.
+    # Extra axis "width": matched by default; with match=("lr", "clip", "init") it is pooled,
+    # and the noise cell still pairs with the baseline of its own width.
     t = table(
         arm(BASE | {"width": 10} | NONE, [0.5]),
         arm(BASE | {"width": 20} | NONE, [0.001]),
@@ -257,8 +257,9 @@ def test_match_axes_are_configurable() -> None:
     )
     (c,) = compare_arms(t)
     assert c.baseline["width"] == 10 and set(compare_arms(t).match) == {"lr", "clip", "init", "width"}
-    with pytest.raises(ValueError, match="several baseline cells"):
-        compare_arms(t, match=("lr", "clip", "init"))
+    pooled = compare_arms(t, match=("lr", "clip", "init"))
+    assert pooled.pooled == ("width",) and "width" not in pooled[0].noise
+    assert (pooled[0].baseline_successes, pooled[0].noise_successes, pooled[0].noise_only) == (0, 1, 1)
     (c,) = compare_arms(table(outcomes_from_pairs([True], [False])), match=("init",))
     assert dict(c.group) == {"init": "zero"}
     with pytest.raises(KeyError, match="match axis"):
@@ -267,6 +268,26 @@ def test_match_axes_are_configurable() -> None:
         compare_arms(t, baseline={"optimizer": "sgd"})
     with pytest.raises(ValueError, match="also define the baseline"):
         compare_arms(t, match=("lr", "schedule"))
+
+
+def test_match_pools_the_other_axes_pair_by_pair() -> None:
+    # Two learning rates, 4 seed-paired restarts each. lr 0.1: noise wins 3 pairs, loses 0;
+    # lr 0.01: noise wins 1, loses 1. Pooled over lr: 8 pairs, 4 noise-only, 1 baseline-only.
+    lr1, lr2 = BASE, BASE | {"lr": 0.01}
+    t = table(outcomes_from_pairs([True, True, True, False], [False, False, False, False], lr1),
+              outcomes_from_pairs([True, False, True, False], [False, True, True, False], lr2))
+    per_lr = compare_arms(t)
+    assert [(c.noise_only, c.baseline_only) for c in per_lr] == [(1, 1), (3, 0)]  # sorted by lr
+    (c,) = compare_arms(t, match=("init", "clip"))
+    assert dict(c.group) == {"init": "zero", "clip": 10.0} and "lr" not in c.noise and "lr" not in c.baseline
+    assert (c.n_pairs, c.noise_only, c.baseline_only) == (8, 4, 1)
+    assert (c.noise_n, c.noise_successes, c.baseline_n, c.baseline_successes) == (8, 5, 8, 2)
+    assert c.p_value == pytest.approx(0.375)  # exact McNemar, b = 4, c = 1: 2 * P(X <= 1 | n = 5) = 12 / 32
+    assert c.risk_ratio == pytest.approx(5 / 2)
+    assert compare_arms(t, match=("init", "clip")).to_dict()["pooled"] == ["lr"]
+    # Unpaired, pooling sums the cells' counts
+    (u,) = compare_arms(t, match=("init", "clip"), paired=False)
+    assert (u.noise_successes, u.baseline_successes, u.n_pairs) == (5, 2, None)
 
 
 def test_repeated_seed_in_a_cell_is_an_error_when_pairing() -> None:

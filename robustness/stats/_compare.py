@@ -98,11 +98,14 @@ class Comparisons(Sequence[Comparison]):
         unmatched: grid coordinates of noise arms with no baseline in their
             match group; they are skipped, not tested.
         match: the axes that defined the match groups.
+        pooled: non-noise axes left out of ``match``: each comparison sums the
+            counts and seed pairs of its cells over these axes' values.
     """
 
     comparisons: tuple[Comparison, ...]
     unmatched: tuple[FrozenMap, ...]
     match: tuple[str, ...]
+    pooled: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.comparisons)
@@ -116,6 +119,7 @@ class Comparisons(Sequence[Comparison]):
     def to_dict(self) -> dict[str, Any]:
         return {
             "match": list(self.match),
+            "pooled": list(self.pooled),
             "comparisons": [c.to_dict() for c in self.comparisons],
             "unmatched": [jsonable(u) for u in self.unmatched],
         }
@@ -148,6 +152,10 @@ def compare_arms(
         match: axes on which the two arms must agree; default every axis not
             that describes the noise (:func:`robustness.noise.noise_axes`: the
             schedule and every registered schedule's parameters) nor in ``baseline``.
+            Non-noise axes left out are pooled: restarts still pair with the
+            baseline restart of their own cell (same seed, same values on every
+            non-noise axis), and one comparison sums those cells' counts and pairs
+            (McNemar on the pooled discordant pairs; unpaired tests on summed counts).
         criterion: re-judge success from the stored final metrics.
         paired: pair restarts across arms on ``pair_by`` when possible.
         pair_by: ``"seed"`` (default) or ``"restart"``.
@@ -160,9 +168,8 @@ def compare_arms(
 
     Raises:
         KeyError: an axis in ``baseline`` or ``match`` is not in the table.
-        ValueError: a match group has several baseline cells (add the axis
-            that tells them apart to ``match``), or a cell repeats a seed
-            while pairing.
+        ValueError: a noise cell has several baseline cells even on every
+            non-noise axis, or a cell repeats a seed while pairing.
     """
     explicit = baseline is not None
     baseline = {"schedule": "none"} if baseline is None else dict(baseline)
@@ -172,8 +179,14 @@ def compare_arms(
     cells = group_rows(table)
     if explicit:
         _check_baseline_values(cells, baseline)
-    match = _match_axes(cells.axes, baseline, match, schedules=_schedules_in(table))
-    noise, base, unmatched = _pair_cells(cells, baseline, match)
+    schedules = _schedules_in(table)
+    every = _match_axes(cells.axes, baseline, None, schedules=schedules)
+    match = _match_axes(cells.axes, baseline, match, schedules=schedules)
+    # Cells pair on every non-noise axis (and any extra match axis); axes left out of
+    # `match` are then pooled: a comparison sums its strata's counts and seed pairs.
+    fine = tuple(a for a in cells.axes if a in every or a in match)
+    pooled = tuple(a for a in fine if a not in match)
+    noise, base, unmatched = _pair_cells(cells, baseline, fine)
     success = judge(table, criterion)
     n, k = cells.sizes, cells.count(success)
     if paired:
@@ -182,23 +195,37 @@ def compare_arms(
         table2x2 = _paired_tables(cells, np.asarray(getattr(table, pair_by)), success, noise, base)
     else:
         table2x2 = np.zeros((len(noise), 4), dtype=np.int64)
-    stats = _statistics(
-        n[noise], k[noise], n[base], k[base], table2x2, unpaired_test=unpaired_test, confidence=confidence
-    )
-    stats["p_adjusted"] = adjust_pvalues(stats["p_value"], method=adjust)
     params = [frozen_params(cells.axes, key) for key in cells.keys]
+    kept = [a for a in cells.axes if a not in pooled]
+    arms: dict[FrozenMap, int] = {}  # one comparison per noise cell with the pooled axes dropped
+    for i in noise.tolist():
+        arms.setdefault(FrozenMap({a: params[i][a] for a in kept}), len(arms))
+    of = np.array([arms[FrozenMap({a: params[i][a] for a in kept})] for i in noise.tolist()], dtype=np.int64)
+    M = len(arms)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(of, weights=values, minlength=M).astype(np.int64) if M else np.zeros(0, np.int64)
+
+    n1, k1, n0, k0 = total(n[noise]), total(k[noise]), total(n[base]), total(k[base])
+    pairs2x2 = np.stack([total(table2x2[:, j]) for j in range(4)], axis=1) if M else np.zeros((0, 4), np.int64)
+    stats = _statistics(n1, k1, n0, k0, pairs2x2, unpaired_test=unpaired_test, confidence=confidence)
+    stats["p_adjusted"] = adjust_pvalues(stats["p_value"], method=adjust)
+    first = {}  # a representative cell of each pooled comparison, for its coordinates
+    for m, (i, j) in zip(of.tolist(), zip(noise.tolist(), base.tolist())):
+        first.setdefault(m, (i, j))
     comparisons = []
-    for m, (i, j) in enumerate(zip(noise.tolist(), base.tolist())):
-        pairs = table2x2[m].tolist() if stats["paired"][m] else None
+    for m in range(M):
+        i, j = first[m]
+        pairs = pairs2x2[m].tolist() if stats["paired"][m] else None
         comparisons.append(
             Comparison(
                 group=FrozenMap({a: params[i][a] for a in match}),
-                noise=params[i],
-                baseline=params[j],
-                noise_n=int(n[i]),
-                noise_successes=int(k[i]),
-                baseline_n=int(n[j]),
-                baseline_successes=int(k[j]),
+                noise=FrozenMap({a: params[i][a] for a in kept}),
+                baseline=FrozenMap({a: params[j][a] for a in kept}),
+                noise_n=int(n1[m]),
+                noise_successes=int(k1[m]),
+                baseline_n=int(n0[m]),
+                baseline_successes=int(k0[m]),
                 n_pairs=sum(pairs) if pairs else None,
                 noise_only=pairs[1] if pairs else None,
                 baseline_only=pairs[2] if pairs else None,
@@ -207,7 +234,8 @@ def compare_arms(
                 **{name: _scalar(values[m]) for name, values in stats.items()},
             )
         )
-    return Comparisons(comparisons=tuple(comparisons), unmatched=tuple(params[u] for u in unmatched), match=match)
+    return Comparisons(comparisons=tuple(comparisons), unmatched=tuple(params[u] for u in unmatched), match=match,
+                       pooled=pooled)
 
 
 def _schedules_in(table: RestartTable) -> set[Any]:
