@@ -126,7 +126,8 @@ def test_demo_file_is_small_and_has_both_arms() -> None:
     assert 16 <= space.restarts and space.summary()["total_restarts"] <= 200
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "paper_mnist_deep20.yaml", "paper_mnist_deep20_eta_extension.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "paper_mnist_deep20.yaml", "paper_mnist_deep20_eta_extension.yaml",
+                                  "paper_binary_multiplication.yaml", "paper_binary_multiplication_cpu.yaml"])
 def test_shipped_file_text_is_kept(name: str) -> None:
     path = SPACES / name
     space = load_search_space(path)

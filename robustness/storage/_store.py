@@ -224,6 +224,15 @@ class RestartStore:
         with database_errors(self.url, "reading study attrs"), self._engine.connect() as conn:
             return _read.study_attrs(conn, study_id)
 
+    def set_study_attrs(self, study: StudyRef, attrs: Mapping[str, Any]) -> None:
+        """Set (overwrite) user attributes of an existing study; values must be JSON-able."""
+        study_id = self._study_id(study)
+        for key, value in attrs.items():
+            json.dumps(value)  # a TypeError here, before anything is written
+        with database_errors(self.url, "writing study attrs"):
+            for key, value in attrs.items():
+                self._rdb.set_study_user_attr(study_id, key, value)
+
     def done_keys(self, study: StudyRef) -> set[str]:
         """Restart keys already recorded in ``study`` (see :func:`restart_key`)."""
         study_id = self._study_id(study)
