@@ -175,7 +175,10 @@ def _sweep_stopped_midway(tmp_path: Path, study: str) -> tuple[subprocess.Popen,
     yaml = tmp_path / f"{study}.yaml"
     # Each pack long enough (400 updates) to stop the driver between the first and the last.
     yaml.write_text(TINY.format(study=study, restarts=6, steps=400, pack=2, more_inits=""))
-    proc = _cli("sweep", str(yaml), "--storage", url, "--num-cpus", "1", "-q")
+    # As from a terminal: a job started in the background (`&` without job control, nohup)
+    # inherits an ignored SIGINT, and the sweep rightly keeps ignoring it.
+    proc = _cli("sweep", str(yaml), "--storage", url, "--num-cpus", "1", "-q",
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     stored = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -269,6 +272,23 @@ def _sigint_inside_a_weakref_callback() -> None:
     del freed
 
 
+def test_a_sweep_started_with_sigint_ignored_keeps_ignoring_it(ray_local, sqlite_url) -> None:
+    """nohup and `&` without job control ignore SIGINT for the job: the sweep must not take it back."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        seen = []
+
+        def progress(done: int, total: int, successes: int) -> None:
+            seen.append(signal.getsignal(signal.SIGINT))
+            if done >= 2 and len(seen) == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        result = run_sweep(space("ignored", restarts=4, pack=2), storage=sqlite_url, progress=progress)
+        assert set(seen) == {signal.SIG_IGN} and (result.interrupted, result.recorded) == (False, 8)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_that_lands_in_a_weakref_callback_still_stops_the_sweep(ray_local, sqlite_url) -> None:
     """Python drops a KeyboardInterrupt raised in a weakref callback; the sweep's SIGINT handler raises none."""
     sent = []
@@ -278,9 +298,13 @@ def test_ctrl_c_that_lands_in_a_weakref_callback_still_stops_the_sweep(ray_local
             sent.append(done)
             _sigint_inside_a_weakref_callback()
 
-    handler = signal.getsignal(signal.SIGINT)
-    result = run_sweep(space("gc", restarts=6, pack=2), storage=sqlite_url, progress=progress)
-    assert sent and signal.getsignal(signal.SIGINT) is handler  # the sweep's own handler is gone again
+    # Python's own handler, as in a foreground process (pytest run in the background inherits SIG_IGN)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = run_sweep(space("gc", restarts=6, pack=2), storage=sqlite_url, progress=progress)
+        assert sent and signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the sweep's own is gone again
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # 2 CPUs: a round is 2 packs of 2; the driver stops after the first round, with whole packs only
     assert (result.interrupted, result.packs, result.failed_packs) == (True, 2, 0)
     assert result.written in (2, 4) and len(_keys(sqlite_url, "gc")) == result.recorded == result.written
