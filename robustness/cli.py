@@ -571,7 +571,7 @@ def download_mnist_cmd(data_dir: str | None) -> None:
 @main.command(epilog="""Examples:
 
 \b
-    ROBUSTNESS_DATA_DIR=../shared/data robustness reproduce          # about 75 min on 2 cores
+    ROBUSTNESS_DATA_DIR=../shared/data robustness reproduce          # about 1.5 hours on 2 cores
     robustness reproduce --mnist-steps 10000 --storage sqlite:///reproduction.db -o docs/reproduction.md
 """)
 @click.option("--storage", envvar="ROBUSTNESS_STORAGE", default="sqlite:///reproduction.db", show_default=True,

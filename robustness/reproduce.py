@@ -23,6 +23,7 @@ import datetime as dt
 import math
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -93,7 +94,8 @@ def _machine() -> str:
 
 
 def _run(space: SearchSpace, storage: str | None, *, progress: Callable[[str, int, int], None] | None,
-         say: Callable[[str], None]) -> None:
+         say: Callable[[str], None]) -> int:
+    """Run (or resume) one study; returns the restarts this call trained."""
     from robustness.storage import RestartStore
     from robustness.study.sweep import run_sweep
 
@@ -113,6 +115,7 @@ def _run(space: SearchSpace, storage: str | None, *, progress: Callable[[str, in
             store.set_study_attrs(space.study, {WALL_ATTR: before + result.elapsed_s, MACHINE_ATTR: _machine()})
     say(f"{space.study}: {result.recorded}/{result.total} restarts stored "
         f"({result.written} trained now, {result.elapsed_s:.0f} s)")
+    return result.written
 
 
 # --- scale: the Neural GPU pack against a plain loop -------------------------------------
@@ -147,6 +150,8 @@ class ScaleFigures:
     study_restarts: int
     steps: int
     evals: int
+    rounds: int = 1
+    block: int = 1  # updates per timed block
 
     @property
     def pack_over_loop(self) -> float:
@@ -157,10 +162,11 @@ class ScaleFigures:
         return self.pack_steps_per_s * self.train_flops / 1e9
 
 
-def measure_scale(space: SearchSpace, *, pack_restarts: int = 4, steps: int = 2) -> ScaleFigures:
-    """Time ``steps`` updates of a pack of ``pack_restarts`` and of ``train_single``'s loop, one
-    restart, on ``space``'s task (after one warm-up update each); the test set is cut to one
-    example of the training length, since only training is timed."""
+def measure_scale(space: SearchSpace, *, pack_restarts: int = 4, steps: int = 2, rounds: int = 3) -> ScaleFigures:
+    """Restart-steps per second of a pack of ``pack_restarts`` and of ``train_single``'s loop (one
+    restart) on ``space``'s task: medians of ``rounds`` interleaved blocks of ``steps`` updates,
+    after a warm-up of each. The test set is cut to one example of the training length, since
+    only training is timed."""
     import torch
 
     from robustness.noise import AnnealedNoise
@@ -177,18 +183,24 @@ def measure_scale(space: SearchSpace, *, pack_restarts: int = 4, steps: int = 2)
              for k in range(pack_restarts)]
     data = probe.load_data()
     pack = PackTrainer(probe, specs, timed, criterion=space.success, data=data)
-    pack.run(until=1)
-    start = time.perf_counter()
-    pack.run(until=1 + steps)
-    pack_s = time.perf_counter() - start
-    pack.close()
-    # The loop: whole restarts of 1 and 1 + steps updates; the difference is the updates' cost.
-    loop_s = []
-    for n in (1, 1 + steps):
-        t0 = time.perf_counter()
+    pack.run(until=1)  # the warm-up update: allocator, kernel choice, vmap's first trace
+
+    def loop(n: int) -> float:
+        start = time.perf_counter()
         train_single(probe, specs[0], dataclasses.replace(config, steps=n, eval_every=n), criterion=space.success,
                      data=data)
-        loop_s.append(time.perf_counter() - t0)
+        return time.perf_counter() - start
+
+    loop(1)  # the loop's warm-up
+    pack_rates, loop_rates = [], []
+    for _ in range(rounds):  # interleaved, so that both routes see the same load; medians
+        start = time.perf_counter()
+        pack.run(until=pack.step + steps)
+        pack_rates.append(pack_restarts * steps / (time.perf_counter() - start))
+        # Whole restarts of 1 and 1 + steps updates: the difference is the updates' cost.
+        extra = loop(1 + steps) - loop(1)
+        loop_rates.append(steps / extra if extra > 0 else float("nan"))
+    pack.close()
     per_example = neural_gpu_flops(width=2 * task.train_length + 1, height=task.height, maps=task.maps,
                                    layers=task.layers, kernel=task.kernel)
     test_example = neural_gpu_flops(width=2 * task.test_length + 1, height=task.height, maps=task.maps,
@@ -199,9 +211,9 @@ def measure_scale(space: SearchSpace, *, pack_restarts: int = 4, steps: int = 2)
     restarts = len(space.cells()) * space.restarts
     return ScaleFigures(
         pack_restarts=pack_restarts,
-        pack_steps_per_s=pack_restarts * steps / pack_s,
+        pack_steps_per_s=statistics.median(pack_rates),
         # NaN when timer noise swamps the updates (a toy size): the report then says so.
-        loop_steps_per_s=steps / (loop_s[1] - loop_s[0]) if loop_s[1] > loop_s[0] else float("nan"),
+        loop_steps_per_s=statistics.median(loop_rates),
         threads=torch.get_num_threads(),
         train_flops=train_flops,
         eval_flops=eval_flops,
@@ -209,6 +221,8 @@ def measure_scale(space: SearchSpace, *, pack_restarts: int = 4, steps: int = 2)
         study_restarts=restarts,
         steps=config.steps,
         evals=evals,
+        rounds=rounds,
+        block=steps,
     )
 
 
@@ -246,18 +260,20 @@ def run_reproduction(
     for space in (mnist_space, binary_space):
         check_trainable(space)  # the MNIST files and both tasks, before the first sweep starts
     started = time.perf_counter()
+    trained = 0
     for space in (mnist_space, binary_space):
         say(f"study {space.study}: {len(space.cells()) * space.restarts} restarts")
-        _run(space, storage, progress=progress, say=say)
+        trained += _run(space, storage, progress=progress, say=say)
     say("measuring the Neural GPU pack against a plain loop at the full study's size")
     scale = measure_scale(full_space)
     say(f"scale: pack {scale.pack_steps_per_s:.3g} restart-steps/s, loop {scale.loop_steps_per_s:.3g}")
     return write_reproduction(output, storage=storage, mnist=mnist_space, binary=binary_space, full=full_space,
-                              scale=scale, command_s=time.perf_counter() - started)
+                              scale=scale, command_s=time.perf_counter() - started, trained=trained)
 
 
 def write_reproduction(output: str | Path, *, storage: str | None, mnist: SearchSpace, binary: SearchSpace,
-                       full: SearchSpace, scale: ScaleFigures, command_s: float | None = None) -> Path:
+                       full: SearchSpace, scale: ScaleFigures, command_s: float | None = None,
+                       trained: int | None = None) -> Path:
     """Write the Markdown report from the stored studies and the scale figures."""
     from robustness.report import _write_atomically
     from robustness.storage import RestartStore
@@ -267,7 +283,7 @@ def write_reproduction(output: str | Path, *, storage: str | None, mnist: Search
         attrs = {s.study: store.study_attrs(s.study) for s in (mnist, binary)}
     now = dt.datetime.now(dt.timezone.utc)
     parts = [
-        _header(now, command_s, mnist, binary),
+        _header(now, command_s, trained, mnist, binary),
         _mnist_section(mnist, tables[mnist.study], attrs[mnist.study]),
         _binary_section(binary, tables[binary.study], attrs[binary.study]),
         _scale_section(full, scale),
@@ -281,8 +297,13 @@ def _fmt_s(seconds: float | None) -> str:
     return f"{seconds:,.0f} s ({seconds / 60:.1f} min)"
 
 
-def _header(now: dt.datetime, command_s: float | None, mnist: SearchSpace, binary: SearchSpace) -> str:
-    total = f" This invocation took {_fmt_s(command_s)}." if command_s is not None else ""
+def _header(now: dt.datetime, command_s: float | None, trained: int | None, mnist: SearchSpace,
+            binary: SearchSpace) -> str:
+    total = ""
+    if command_s is not None:
+        # A rerun resumes the stored studies: say so, since the studies' own times are below.
+        what = (f"trained {trained:,} restarts" if trained else "found both studies stored and trained nothing")
+        total = f" This invocation {what} and took {_fmt_s(command_s)}; each study's own time is in its section."
     return f"""# Reproducing Neelakantan et al. (2015) on one small machine
 
 Generated by `robustness reproduce` on {now:%Y-%m-%d %H:%M} UTC.{total} Every number below
@@ -311,7 +332,6 @@ def _mnist_section(space: SearchSpace, table: Any, attrs: Mapping[str, Any]) -> 
     summaries = {(a.params["init"], a.params["clip"], a.params["schedule"]): a
                  for a in arm_summary(table, by=arms, metric="test_accuracy", direction="maximize")}
     rates = {(c.params["init"], c.params["clip"], c.params["schedule"]): c for c in cell_stats(table, by=arms)}
-    comparisons = compare_arms(table, baseline={"schedule": "none"})
     noise = next(s for s in {k[2] for k in summaries} if s != "none")
     rows, verdicts = [], []
     for (init, clip), (label, (pb0, pa0), (pb1, pa1)) in PAPER_TABLE1.items():
@@ -326,19 +346,37 @@ def _mnist_section(space: SearchSpace, table: Any, attrs: Mapping[str, Any]) -> 
         ours, paper = with_noise.mean - base.mean, (pa1 - pa0) / 100
         verdicts.append(f"- {label}: noise changed the average by {100 * ours:+.1f} points here "
                         f"(paper {100 * paper:+.1f}): {_direction(ours, paper)}.")
+    chance = 0.2  # 10 classes: an untrained net sits at 0.10-0.12
+    stuck = [PAPER_TABLE1[key][0].split(". ", 1)[1] for key in PAPER_TABLE1
+             if (key[0], key[1], "none") in summaries and (key[0], key[1], noise) in summaries
+             and max(summaries[(key[0], key[1], s)].best for s in ("none", noise)) <= chance]
+    stuck_text = (
+        f"In {len(stuck)} of the {len(rows)} arms ({'; '.join(stuck)}) no restart of either arm left chance "
+        f"(best test accuracy ≤ {100 * chance:.0f}%): in this budget noise at this η started none of them, so the "
+        "paper's gains in those rows, which come from runs that did train, cannot show here."
+        if stuck else "Every arm has restarts that left chance (best test accuracy above 20%).")
+    # Per arm, pooled over the learning rates (pairs stay within each lr), at the study's
+    # threshold and at 0.5, which separates runs that trained at all from those that did not.
+    cuts = [space.success, Criterion(space.success.metric, space.success.op, 0.5)]
+    pooled = [{(c.group["init"], c.group["clip"]): c for c in compare_arms(
+        table, baseline={"schedule": "none"}, match=("init", "clip"), criterion=cut)} for cut in cuts]
     tests = []
-    for c in comparisons:
-        g = c.group
-        tests.append(f"| {g.get('init')} | {g.get('clip')} | {g.get('lr')} | {c.baseline_successes}/{c.baseline_n} | "
-                     f"{c.noise_successes}/{c.noise_n} | {c.noise_only} / {c.baseline_only} | {c.p_value:.3g} | "
-                     f"{c.p_adjusted:.3g} |")
+    for key, (label, *_) in PAPER_TABLE1.items():
+        if key not in pooled[0]:
+            continue
+        cells = []
+        for by_arm in pooled:
+            c = by_arm[key]
+            cells += [f"{c.baseline_successes}/{c.baseline_n}", f"{c.noise_successes}/{c.noise_n}",
+                      f"{c.noise_only} / {c.baseline_only}", f"{c.p_adjusted:.3g}"]
+        tests.append(f"| {label} | {' | '.join(cells)} |")
     wall = attrs.get(WALL_ATTR)
     lrs = sorted({float(x) for x in table.params['lr']}, reverse=True)
     epochs = config.steps * config.batch_size / n_train
     return f"""
 ## MNIST: Table 1
 
-**Setup.** `{space.source}`: a {task.depth} × {task.width} ReLU net (the paper's is 20 × 50), plain SGD,
+**Setup.** `{space.source}`: a {task.depth} × {task.width} ReLU net (the paper's: 20 × 50), plain SGD,
 lr {' and '.join(f'{x:g}' for x in lrs)}, {space.restarts} restarts per lr, so {len(lrs) * space.restarts} per arm (the paper: 20 and 40), annealed noise
 η = 0.01, γ = 0.55, against no noise, seed-paired. **{config.steps:,} updates** of batch
 {config.batch_size} ({epochs:.1f} epochs of the {n_train:,} training images here; the shipped file
@@ -353,15 +391,19 @@ and the success rate with its interval:
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Noise against no noise per cell (pairs by seed; discordant pairs noise-only / baseline-only):
+Noise against no noise per arm, pooled over the two learning rates with each restart paired by seed
+with the baseline restart of its own learning rate (McNemar's exact test on the discordant pairs,
+noise-only / baseline-only; p Holm-adjusted over the arms), at the study's threshold and at 50%:
 
-| init | clip | lr | no noise | noise | discordant | McNemar p | Holm p |
-|---|---|---|---|---|---|---|---|
+| arm | ≥ {100 * cuts[0].threshold:g}%: no noise | noise | discordant | Holm p | ≥ 50%: no noise | noise | discordant | Holm p |
+|---|---|---|---|---|---|---|---|---|
 {chr(10).join(tests)}
 
 **Direction of the noise effect on the average, ours against the paper's:**
 
 {chr(10).join(verdicts)}
+
+{stuck_text}
 
 **Why this run can differ from the paper.** The paper does not state its epochs, batch
 size, bias init or preprocessing. This run trains {config.steps:,} updates on a {n_train:,}-image
@@ -457,7 +499,8 @@ def _scale_section(space: SearchSpace, s: ScaleFigures) -> str:
     from robustness.study.plan import training_setup
 
     task, config = training_setup(space)
-    cpu_days = s.study_restarts * s.steps / s.pack_steps_per_s / 86400
+    best = max(s.pack_steps_per_s, s.loop_steps_per_s if s.loop_steps_per_s == s.loop_steps_per_s else 0.0)
+    cpu_days = s.study_restarts * s.steps / best / 86400
     # The GPU estimate's basis: the H200's fp32 (non-tensor-core) peak from NVIDIA's data sheet,
     # at a utilization range for convolutions with few channels. Not measured here.
     peak = 67e12
@@ -468,7 +511,8 @@ def _scale_section(space: SearchSpace, s: ScaleFigures) -> str:
 
 **Measured here** on `{space.source}`'s model ({task.maps} maps, operands of {task.train_length} digits
 padded to a {2 * task.train_length + 1}-wide tape, batch {config.batch_size}), {s.threads} torch threads,
-the training update only, after a warm-up update: a pack of {s.pack_restarts} restarts trains
+training updates only (medians of {s.rounds} interleaved rounds of {s.block} updates, after a warm-up
+update of each route): a pack of {s.pack_restarts} restarts trains
 **{s.pack_steps_per_s:.3g} restart-steps/s**, the plain one-model loop (`nn.Module` + `torch.optim` +
 `GradientNoise`, `robustness.training.reference.train_single`) **{s.loop_steps_per_s:.3g}**:
 {_ratio(s)}
@@ -478,7 +522,7 @@ one evaluation of one restart on {task.test_size} tapes of {2 * task.test_length
 {s.eval_flops / 1e12:.2f} TFLOP. The study's {s.study_restarts:,} restarts × ({s.steps:,} updates +
 {s.evals} evaluations) are **{s.study_flops / 1e18:.2f} × 10¹⁸ FLOP**.
 
-**Estimates, not measurements.** At this machine's measured pack rate the study would take
+**Estimates, not measurements.** At the faster of the two measured rates the study would take
 {cpu_days:,.0f} days on this CPU. On one H200 (fp32 peak 67 TFLOP/s without tensor cores, from
 NVIDIA's data sheet), at 10–40% of peak, which is our assumption for convolutions with
 {task.maps} channels: **{gpu_h[0]:,.0f}–{gpu_h[1]:,.0f} GPU-hours**. Restarts are independent, so N GPUs
@@ -490,7 +534,13 @@ report; the pack's CUDA path has not run yet.
 def _ratio(s: ScaleFigures) -> str:
     if s.pack_over_loop != s.pack_over_loop:
         return "the loop's updates were too short to time apart from its set-up at this size."
-    return f"the pack is **{s.pack_over_loop:.2f}×** the loop, at {s.pack_gflops:.1f} GFLOP/s."
+    text = f"the pack is **{s.pack_over_loop:.2f}×** the loop, at {s.pack_gflops:.1f} GFLOP/s."
+    if s.pack_over_loop < 1:
+        text += (" At this size a restart's convolutions are large enough to keep a CPU busy on their own, and the "
+                 "pack's grouped convolution ran no faster than the loop's dense ones here (`benchmarks/bench_neural_gpu.py`"
+                 " and docs/benchmarks.md compare the routes): on a CPU, batching restarts buys nothing at this size. "
+                 "Packs are for GPUs, where one restart cannot fill the device.")
+    return text
 
 
 def default_files(root: str | Path = ".") -> dict[str, Path]:
