@@ -163,15 +163,22 @@ class LoopRunner:
         for _ in range(k):
             idx = self.order.indices(self.step).to(self.device)
             loss = F.cross_entropy(self.module(self.train_x[idx]), self.train_y[idx])
-            self.opt.zero_grad()
-            loss.backward()
-            # train_single's divergence check, sync points included: the baseline pays what it pays there.
-            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.module.parameters()]))
-            if math.isfinite(loss.item()) and math.isfinite(norm.item()):
-                self.opt.step()
-            else:
-                self.diverged = True
+            self.diverged |= plain_update(self.module, self.opt, loss)
             self.step += 1
+
+
+def plain_update(module: nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
+    """One update of the plain loop, as ``train_single`` takes it; returns True if it diverged (no step).
+
+    The divergence check's sync points are included: the baseline pays what it pays there.
+    """
+    opt.zero_grad()
+    loss.backward()
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters()]))
+    if math.isfinite(loss.item()) and math.isfinite(norm.item()):
+        opt.step()
+        return False
+    return True
 
 
 @dataclasses.dataclass

@@ -254,14 +254,7 @@ class NeuralGPULoop:
             x, y = self.data.sample(self.order.generator, self.batch)
             x, y = x.to(self.device), y.to(self.device)
             loss = self.task.loss(self.module(x), y).mean()
-            self.opt.zero_grad()
-            loss.backward()
-            # train_single's divergence check, sync points included: the baseline pays what it pays there.
-            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.module.parameters()]))
-            if math.isfinite(loss.item()) and math.isfinite(norm.item()):
-                self.opt.step()
-            else:
-                self.diverged = True
+            self.diverged |= C.plain_update(self.module, self.opt, loss)
 
 
 # -- one size --------------------------------------------------------------------------------
