@@ -197,10 +197,17 @@ def compare_arms(
         table2x2 = np.zeros((len(noise), 4), dtype=np.int64)
     params = [frozen_params(cells.axes, key) for key in cells.keys]
     kept = [a for a in cells.axes if a not in pooled]
-    arms: dict[FrozenMap, int] = {}  # one comparison per noise cell with the pooled axes dropped
-    for i in noise.tolist():
-        arms.setdefault(FrozenMap({a: params[i][a] for a in kept}), len(arms))
-    of = np.array([arms[FrozenMap({a: params[i][a] for a in kept})] for i in noise.tolist()], dtype=np.int64)
+    # One comparison per noise cell with the pooled axes dropped; `first` holds a representative
+    # (noise cell, baseline cell) of each, for its coordinates.
+    arms: dict[FrozenMap, int] = {}
+    first: list[tuple[int, int]] = []
+    of = np.empty(len(noise), dtype=np.int64)
+    for at, (i, j) in enumerate(zip(noise.tolist(), base.tolist())):
+        arm = FrozenMap({a: params[i][a] for a in kept})
+        if arm not in arms:
+            arms[arm] = len(arms)
+            first.append((i, j))
+        of[at] = arms[arm]
     M = len(arms)
 
     def total(values: np.ndarray) -> np.ndarray:
@@ -210,12 +217,8 @@ def compare_arms(
     pairs2x2 = np.stack([total(table2x2[:, j]) for j in range(4)], axis=1) if M else np.zeros((0, 4), np.int64)
     stats = _statistics(n1, k1, n0, k0, pairs2x2, unpaired_test=unpaired_test, confidence=confidence)
     stats["p_adjusted"] = adjust_pvalues(stats["p_value"], method=adjust)
-    first = {}  # a representative cell of each pooled comparison, for its coordinates
-    for m, (i, j) in zip(of.tolist(), zip(noise.tolist(), base.tolist())):
-        first.setdefault(m, (i, j))
     comparisons = []
-    for m in range(M):
-        i, j = first[m]
+    for m, (i, j) in enumerate(first):
         pairs = pairs2x2[m].tolist() if stats["paired"][m] else None
         comparisons.append(
             Comparison(
