@@ -740,3 +740,120 @@ def test_an_extended_study_keeps_one_distribution_per_axis(storage_url: str) -> 
     assert sorted(t.params["init"] for t in trials) == ["he"] * 16 + ["simple"] * 16
     assert sorted(before.values()) == ["he"] * 16 + ["simple"] * 16
     assert _ranked_importances(storage_url, "grown")[0] == "init"
+
+
+# -- reading one cell ---------------------------------------------------------------------------
+
+
+def test_iter_outcomes_of_some_cells_reads_only_their_rows(store: RestartStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustness.storage import _records
+
+    records = grid() + [outcome(lr=1, init="he", restart=r) for r in range(2)]
+    study = store.open_study("cells")
+    store.write_outcomes(study, records)
+    asked: list[int] = []
+    real = _records.outcome_chunk
+
+    def spy(conn: Any, trial_ids: Sequence[int]) -> list[RestartOutcome]:
+        asked.extend(trial_ids)
+        return real(conn, trial_ids)
+
+    monkeypatch.setattr(_records, "outcome_chunk", spy)
+    cell = {"lr": 0.01, "init": "xavier", "clip": None, "schedule": "none", "eta": None, "gamma": None}
+    got = list(store.iter_outcomes(study, cells=[cell]))
+    assert [normalized(o) for o in got] == [normalized(r) for r in records if r.params == cell]
+    assert len(asked) == 3  # the cell's rows, filtered in SQL
+    # numbers compare by value, as in restart keys; max_restart keeps the first restarts of each cell
+    one = {**cell, "lr": 1.0, "init": "he"}
+    assert [o.restart for o in store.iter_outcomes(study, cells=[one])] == [0, 1]
+    both = list(store.iter_outcomes(study, cells=[cell, {**one, "lr": 1}], max_restart=1))
+    assert [(o.params["lr"], o.restart) for o in both] == [(0.01, 0), (1, 0)]
+    assert list(store.iter_outcomes(study, cells=[])) == []
+    assert list(store.iter_outcomes(study, cells=[{**cell, "init": "nope"}])) == []
+    with pytest.raises(ValueError):
+        list(store.iter_outcomes(study, cells=[{**cell, "lr": [0.1]}]))
+
+
+# -- read-only stores -----------------------------------------------------------------------------
+
+
+def _with_password(url: str) -> str:
+    """The URL with a password (the test server trusts every login, so any password connects)."""
+    return url.replace("postgres@", "postgres:hunter2@") if url.startswith("postgresql") else url
+
+
+def test_a_read_only_store_reads_and_refuses_every_write(storage_url: str) -> None:
+    with RestartStore(storage_url) as store:
+        study = store.open_study("ro", attrs={"total_restarts": 12})
+        store.write_outcomes(study, grid())
+    url = _with_password(storage_url)
+    with RestartStore(url, read_only=True) as reader:
+        assert reader.read_only and "hunter2" not in repr(reader)
+        assert [s.name for s in reader.studies()] == ["ro"]
+        assert len(reader.read_table("ro")) == 12 and len(list(reader.iter_outcomes("ro"))) == 12
+        assert reader.study_attrs("ro")["total_restarts"] == 12 and len(reader.done_keys("ro")) == 12
+        assert reader.leases("ro") == {} and reader.read_progress("ro").recorded == 12
+        writes = {
+            "open_study": lambda: reader.open_study("new"),
+            "set_study_attrs": lambda: reader.set_study_attrs("ro", {"x": 1}),
+            "declare_axes": lambda: reader.declare_axes("ro", {"lr": [0.1]}),
+            "write_outcomes": lambda: reader.write_outcomes("ro", grid(restarts=range(3, 4))),
+            "claim_restarts": lambda: reader.claim_restarts("ro", ["k"], holder="h", n=1, ttl_s=60),
+            "renew_leases": lambda: reader.renew_leases("h", ttl_s=60),
+            "release_leases": lambda: reader.release_leases("ro", "h"),
+            "write_progress": lambda: reader.write_progress("ro", []),
+            "prune_progress": lambda: reader.prune_progress("ro", keep_holder="h"),
+        }
+        for name, write in writes.items():
+            with pytest.raises(StorageError) as info:
+                write()
+            message = str(info.value)
+            assert "opened read-only" in message and "\n" not in message and "hunter2" not in message, name
+    assert count_rows(storage_url, "trials") == 12 and count_rows(storage_url, "studies") == 1
+
+
+def test_the_database_itself_refuses_a_read_only_stores_writes(storage_url: str) -> None:
+    import sqlalchemy as sa
+
+    with RestartStore(storage_url) as store:
+        store.open_study("ro")
+    with RestartStore(storage_url, read_only=True) as reader:
+        for statement in ("CREATE TABLE sneaky (a integer)", "DELETE FROM studies"):
+            with pytest.raises(sa.exc.DBAPIError) as info, reader._engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+            assert "read-only" in str(info.value) or "readonly" in str(info.value), statement
+    assert count_rows(storage_url, "studies") == 1
+
+
+def test_a_read_only_store_never_creates_a_database(tmp_path: Any) -> None:
+    missing = tmp_path / "missing.db"
+    with pytest.raises(StorageError, match="no database file") as info:
+        RestartStore(f"sqlite:///{missing}", read_only=True)
+    assert "\n" not in str(info.value) and list(tmp_path.iterdir()) == []
+    for memory in ("sqlite://", "sqlite:///:memory:"):
+        with pytest.raises(StorageError, match="in-memory"):
+            RestartStore(memory, read_only=True)
+
+
+def test_a_read_only_store_reads_a_database_without_our_tables_as_having_no_studies(storage_url: str) -> None:
+    optuna.create_study(study_name="stock", storage=storage_url)  # Optuna's tables only, none of ours
+    with RestartStore(storage_url, read_only=True) as reader:
+        assert reader.studies() == []
+        with pytest.raises(StorageError, match="no study 'stock'") as info:
+            reader.read_table("stock")
+        assert "\n" not in str(info.value)
+        # a sweep lays the database out meanwhile: the same reader sees it
+        with RestartStore(storage_url) as store:
+            store.write_outcomes(store.open_study("ours"), grid())
+        assert [s.name for s in reader.studies()] == ["stock", "ours"]
+        assert len(reader.read_table("ours")) == 12
+
+
+def test_a_read_only_store_on_an_empty_sqlite_file(tmp_path: Any) -> None:
+    import sqlite3
+
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    with RestartStore(f"sqlite:///{path}", read_only=True) as reader:
+        assert reader.studies() == []
+    assert path.stat().st_size == 0  # not laid out by reading

@@ -31,6 +31,23 @@ Leases
     and may then be taken over. Leases only save work; exactly once is the
     primary key's job.
 
+Progress
+    ``robustness_progress(study_id, pack, holder, restarts, step, steps,
+    metrics, started_at, updated_at, alive_at, state)``, primary key
+    ``(study_id, pack)``: one row per pack a sweep driver started, upserted by
+    the driver (:class:`ProgressWriter`) from the reports Tune brings it, at
+    most about once a second plus each pack's start and end. Workers still
+    never open the database. :meth:`RestartStore.read_progress` turns the rows
+    and the recorded count into a :class:`SweepProgress` (restart-steps done of
+    the total, rate, ETA, packs in flight). A running row its driver has not
+    vouched for in 60 s is counted lost; a new driver deletes the rows of
+    drivers that are gone as it starts, so rate and ETA cover the current run.
+
+Read-only
+    ``RestartStore(url, read_only=True)`` refuses every write with
+    :class:`StorageError` before touching the database, and opens the database
+    so that it refuses writes too; it never creates a schema or a file.
+
 Summary rows
     The same ``robustness_restarts`` row also holds the restart's summary, written
     in the same transaction as its trial: ``cell`` (JSON of the grid
@@ -91,6 +108,8 @@ from robustness.storage._config import (
 )
 from robustness.storage._heartbeat import Heartbeat, new_holder
 from robustness.storage._keys import restart_key
+from robustness.storage._progress import PackProgress, SweepProgress, steps_per_restart
+from robustness.storage._progress_writer import ProgressWriter
 from robustness.storage._read import TOTAL_RESTARTS_ATTR, StudySummary
 from robustness.storage._store import FORMAT_ATTR, STORAGE_FORMAT, RestartStore
 
@@ -104,17 +123,22 @@ __all__ = [
     "ENV_VAR",
     "FORMAT_ATTR",
     "Heartbeat",
+    "PackProgress",
+    "ProgressWriter",
     "STORAGE_FORMAT",
     "TOTAL_RESTARTS_ATTR",
     "RestartStore",
     "StorageError",
     "StudySummary",
+    "SweepProgress",
     "new_holder",
     "package_versions",
     "resolve_storage_url",
     "restart_key",
+    "steps_per_restart",
     "to_frozen_trial",
 ]
+
 
 def to_frozen_trial(outcome: RestartOutcome, distributions: Any, *, maximize: bool) -> FrozenTrial:
     """The stock-Optuna trial equivalent to what :meth:`RestartStore.write_outcomes` stores.

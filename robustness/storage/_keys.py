@@ -6,6 +6,7 @@ these, and it must not pay for importing Optuna (~0.3 s of a 1 s budget).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
@@ -80,7 +81,7 @@ def summary(outcome: RestartOutcome, cell: Mapping[str, Any]) -> dict[str, Any]:
     as Python writes them.
     """
     return {
-        "cell": json.dumps(dict(cell), sort_keys=True, separators=(",", ":")),
+        "cell": cell_text(cell),
         "seed": int(outcome.seed),
         "restart": int(outcome.restart),
         # A diverged restart is a failure whatever the trainer said (as in the user attrs).
@@ -89,6 +90,44 @@ def summary(outcome: RestartOutcome, cell: Mapping[str, Any]) -> dict[str, Any]:
         "metrics": json.dumps({str(k): float(v) for k, v in outcome.metrics.items()}, sort_keys=True),
         "primary_metric": str(outcome.primary_metric),
     }
+
+
+def cell_text(cell: Mapping[str, Any]) -> str:
+    """The ``cell`` column's text for ``cell``: sorted-key compact JSON."""
+    return json.dumps(dict(cell), sort_keys=True, separators=(",", ":"))
+
+
+# Spellings tried per cell when looking one up (see cell_texts): 2**8 covers eight
+# whole-number axes; past that only the spelling given is looked up.
+_MAX_SPELLINGS = 256
+
+
+def _spellings(name: str, value: Any) -> list[Any]:
+    """``value`` as the ``cell`` column may hold it: a whole number as int or float, 0.0 also as -0.0."""
+    value = plain(name, value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return [value]
+    out = [value]
+    if float(value).is_integer() and abs(value) < 2**53:
+        out += [int(value), float(value)]
+    if value == 0:
+        out.append(-0.0)
+    return list({json.dumps(v): v for v in out}.values())
+
+
+def cell_texts(cell: Mapping[str, Any]) -> list[str]:
+    """Every text of the ``cell`` column that stands for ``cell`` (grid coordinates, no seed).
+
+    The column holds the coordinates as stock Optuna reads them back, so an
+    ``lr: 1`` of the file may be stored as ``1.0`` (a float distribution) or
+    ``1`` (a categorical): numbers compare by value, as in :func:`restart_key`.
+    ``ValueError`` for a value no cell can hold (see :func:`plain`).
+    """
+    names = sorted(str(k) for k in cell)
+    choices = [_spellings(name, cell[name]) for name in names]
+    if math.prod(len(c) for c in choices) > _MAX_SPELLINGS:
+        choices = [c[:1] for c in choices]
+    return list(dict.fromkeys(cell_text(dict(zip(names, combo))) for combo in itertools.product(*choices)))
 
 
 SUMMARY_COLUMNS = ("cell", "seed", "restart", "success", "diverged", "metrics", "primary_metric")

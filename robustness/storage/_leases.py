@@ -14,27 +14,16 @@ disagree still agree on it. Every function runs inside the caller's transaction.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 
+from robustness.storage._clock import db_now
 from robustness.storage._schema import LEASES, RESTARTS
 from robustness.storage._write import lock_study
 
 # Bound parameters per IN (...) query: well under SQLite's and PostgreSQL's limits.
 _IN_CHUNK = 500
-
-
-def db_now(conn: sa.Connection) -> float:
-    """The database's clock, in seconds since the epoch."""
-    if conn.dialect.name == "sqlite":
-        # julianday counts days from noon, 4714 BC; 2440587.5 is the Unix epoch (ms resolution).
-        return float(conn.exec_driver_sql("SELECT (julianday('now') - 2440587.5) * 86400.0").scalar_one())
-    if conn.dialect.name == "postgresql":
-        # clock_timestamp, not now(): now() is frozen at the start of the transaction.
-        return float(conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one())
-    return time.time()
 
 
 def claim(conn: sa.Connection, study_id: int, keys: Sequence[str], *, holder: str, n: int, ttl_s: float) -> list[str]:

@@ -8,6 +8,7 @@ one-row-per-restart summary in ``robustness_restarts`` reads in tens of millisec
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,7 +28,8 @@ TOTAL_RESTARTS_ATTR = "total_restarts"
 class StudySummary:
     """One study's progress, for the ``status`` command.
 
-    ``total_restarts`` is the study attribute of that name (None when not stored).
+    ``total_restarts`` is the study attribute of that name (None when not stored);
+    ``last_write`` the latest completion time of its trials, UTC (None without trials).
     """
 
     name: str
@@ -35,6 +37,7 @@ class StudySummary:
     n_successes: int
     n_diverged: int
     total_restarts: int | None
+    last_write: datetime.datetime | None = None
 
 
 def done_keys(conn: sa.Connection, study_id: int) -> set[str]:
@@ -52,10 +55,30 @@ def _live(study_id: int) -> sa.ColumnElement[bool]:
     return sa.and_(RESTARTS.c.study_id == study_id, RESTARTS.c.trial_id.in_(trials))
 
 
-def ordered_trial_ids(conn: sa.Connection, study_id: int) -> list[int]:
-    """The study's recorded restarts in write order (trial ids grow with every insert)."""
-    query = sa.select(RESTARTS.c.trial_id).where(_live(study_id)).order_by(RESTARTS.c.trial_id)
-    return list(conn.execute(query).scalars())
+# Bound parameters per IN (...) query: well under SQLite's and PostgreSQL's limits.
+_IN_CHUNK = 500
+
+
+def ordered_trial_ids(
+    conn: sa.Connection, study_id: int, *, cells: Sequence[str] | None = None, max_restart: int | None = None
+) -> list[int]:
+    """The study's recorded restarts in write order (trial ids grow with every insert).
+
+    ``cells``: only restarts whose ``cell`` text is one of these (see
+    :func:`robustness.storage._keys.cell_texts`); ``max_restart``: only restart
+    indices below it. Both filter in SQL, with bound parameters.
+    """
+    where = [_live(study_id)]
+    if max_restart is not None:
+        where.append(RESTARTS.c.restart < max_restart)
+    if cells is None:
+        query = sa.select(RESTARTS.c.trial_id).where(*where).order_by(RESTARTS.c.trial_id)
+        return list(conn.execute(query).scalars())
+    found: set[int] = set()
+    for start in range(0, len(cells), _IN_CHUNK):
+        chunk = cells[start : start + _IN_CHUNK]
+        found.update(conn.execute(sa.select(RESTARTS.c.trial_id).where(*where, RESTARTS.c.cell.in_(chunk))).scalars())
+    return sorted(found)
 
 
 def study_attrs(conn: sa.Connection, study_id: int) -> dict[str, Any]:
@@ -142,6 +165,8 @@ def studies(conn: sa.Connection) -> list[StudySummary]:
             sa.select(r.study_id, sa.func.count(), _as_int(r.success), _as_int(r.diverged)).group_by(r.study_id)
         )
     }
+    t = TRIALS.c
+    last = dict(conn.execute(sa.select(t.study_id, sa.func.max(t.datetime_complete)).group_by(t.study_id)).all())
     a = STUDY_USER_ATTRS.c
     totals = dict(conn.execute(sa.select(a.study_id, a.value_json).where(a.key == TOTAL_RESTARTS_ATTR)).all())
     out = []
@@ -155,6 +180,16 @@ def studies(conn: sa.Connection) -> list[StudySummary]:
                 n_successes=ok,
                 n_diverged=bad,
                 total_restarts=None if total is None else int(total),
+                last_write=_utc(last.get(study_id)),
             )
         )
     return out
+
+
+def _utc(value: Any) -> datetime.datetime | None:
+    """Optuna's naive UTC datetime as an aware one (SQLite may hand back text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    return value.replace(tzinfo=datetime.timezone.utc) if value.tzinfo is None else value

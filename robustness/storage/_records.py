@@ -71,10 +71,12 @@ def outcome_chunk(conn: sa.Connection, trial_ids: Sequence[int]) -> list[Restart
     return [_encode.decode_outcome(params[t], attrs[t], curves[t]) for t in trial_ids]
 
 
-def iter_outcomes(engine: sa.Engine, study_id: int) -> Iterator[RestartOutcome]:
-    """Every recorded restart as a full record (curves included), in write order."""
+def iter_outcomes(
+    engine: sa.Engine, study_id: int, *, cells: Sequence[str] | None = None, max_restart: int | None = None
+) -> Iterator[RestartOutcome]:
+    """Recorded restarts as full records (curves included), in write order; filters as in ``ordered_trial_ids``."""
     with engine.connect() as conn:
-        trial_ids = ordered_trial_ids(conn, study_id)
+        trial_ids = ordered_trial_ids(conn, study_id, cells=cells, max_restart=max_restart)
     for start in range(0, len(trial_ids), OUTCOME_CHUNK):
         # A connection per chunk: a slow consumer does not pin one for the whole report.
         with engine.connect() as conn:

@@ -1,4 +1,4 @@
-"""Our tables, ``robustness_restarts`` and ``robustness_leases``, and the few Optuna columns the read path names.
+"""Our tables (``robustness_restarts``, ``robustness_leases``, ``robustness_progress``) and the few Optuna columns the read path names.
 
 No Optuna import here: reading a study (``robustness stats``) must not pay for it.
 The write path and full-record decoding use Optuna's own table definitions
@@ -28,6 +28,7 @@ TRIALS = sa.Table(
     METADATA,
     sa.Column("trial_id", sa.Integer, primary_key=True),
     sa.Column("study_id", sa.Integer),
+    sa.Column("datetime_complete", sa.DateTime),  # naive UTC, as Optuna writes it
 )
 STUDY_USER_ATTRS = sa.Table(
     "study_user_attributes",
@@ -78,14 +79,38 @@ LEASES = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.PrimaryKeyConstraint("study_id", "restart_key", name="pk_robustness_leases"),
 )
-OUR_TABLES = (RESTARTS, LEASES)
+
+# One row per pack a sweep driver started: how far it got, for a live view of the
+# sweep (see _progress). Workers never open the database, so the driver writes these
+# from the reports Tune brings it. ``pack`` names the pack uniquely across drivers
+# (holder/number). Times are seconds since the epoch by the database's clock, like
+# the leases': ``updated_at`` is when ``step`` and ``metrics`` were reported (what
+# rates are computed from), ``alive_at`` when the driver last vouched for the row
+# (a running row whose ``alive_at`` goes stale belongs to a driver that died).
+PROGRESS = sa.Table(
+    "robustness_progress",
+    METADATA,
+    sa.Column("study_id", sa.Integer, sa.ForeignKey(STUDIES.c.study_id, ondelete="CASCADE"), nullable=False),
+    sa.Column("pack", sa.Text, nullable=False),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("restarts", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("steps", sa.Integer, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("alive_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.PrimaryKeyConstraint("study_id", "pack", name="pk_robustness_progress"),
+)
+OUR_TABLES = (RESTARTS, LEASES, PROGRESS)
 
 
 def create_tables(engine: sa.engine.Engine) -> None:
     """Create our tables if missing (Optuna's tables exist already: RDBStorage made them).
 
-    A database laid out before leases existed gets ``robustness_leases`` on its
-    first write.
+    A database laid out before leases or progress existed gets those tables on
+    its first write; readers treat a missing one as empty.
     """
     for table in OUR_TABLES:
         try:

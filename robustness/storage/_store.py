@@ -6,7 +6,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -14,17 +14,20 @@ import sqlalchemy.exc
 
 from robustness.criterion import Criterion
 from robustness.records import RestartOutcome
-from robustness.storage import _read
+from robustness.storage import _progress, _read
 from robustness.storage._config import (
     StorageError,
     database_errors,
     enable_wal,
     engine_kwargs,
     one_line,
-    optuna_storage_error,
     resolve_storage_url,
     safe_url,
 )
+from robustness.storage._connect import disconnected, is_storage_failure, open_rdb, unreachable
+from robustness.storage._keys import cell_texts
+from robustness.storage._progress import PackProgress, SweepProgress
+from robustness.storage._readonly import read_only_engine
 from robustness.storage._schema import LEASES, RESTARTS, STUDIES, TRIALS, create_tables
 from robustness.table import RestartTable
 
@@ -44,41 +47,7 @@ RECONNECT_S = 120.0
 _RECONNECT_PAUSE_S = 1.0
 
 
-def _disconnected(error: BaseException | None) -> bool:
-    """Whether ``error`` is the database connection going away (not a bad statement)."""
-    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) and not isinstance(
-        error, sqlalchemy.exc.IntegrityError) and any(
-        text in str(error).lower() for text in ("connection", "server closed", "terminating", "shutting down",
-                                                "could not connect", "connection refused"))
-_OPEN_ATTEMPTS = 3
-
 StudyRef = int | str
-
-
-def _open_rdb(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's storage, which creates (or checks) its schema exactly as stock tools expect.
-
-    Optuna is imported here, not at the top: reading never needs it, and it costs ~0.3 s.
-
-    Drivers started together on a fresh database race to create that schema (and to
-    stamp its alembic version); the loser fails on a constraint and, once the winner
-    is done, finds everything in place.
-    """
-    import optuna
-
-    for attempt in range(_OPEN_ATTEMPTS):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
-        except sqlalchemy.exc.DBAPIError as e:
-            lost_race = isinstance(e, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)) or (
-                "already exists" in str(e.orig)
-            )
-            if not lost_race or attempt == _OPEN_ATTEMPTS - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def _drop_orphan_keys(conn: sa.Connection, study_id: int) -> None:
@@ -98,6 +67,14 @@ class RestartStore:
     ``RestartStore(None)`` opens ``$ROBUSTNESS_STORAGE`` or ``sqlite:///robustness.db``.
     Methods taking ``study`` accept the id :meth:`open_study` returned or the name.
 
+    ``read_only=True`` (a dashboard, a report): every write method raises
+    :class:`StorageError` before touching the database, and the database refuses
+    writes too (SQLite opened with ``mode=ro``, PostgreSQL sessions with
+    ``default_transaction_read_only``). It never creates a schema or a database
+    file: a missing SQLite file or an in-memory URL is a ``StorageError``, and a
+    database without our tables (new, or written only by stock Optuna) reads as
+    having no studies.
+
     Example::
 
         with RestartStore("sqlite:///robustness.db") as store:
@@ -107,8 +84,9 @@ class RestartStore:
             table = store.read_table(study)
     """
 
-    def __init__(self, url: str | None = None, *, reconnect_s: float = RECONNECT_S) -> None:
+    def __init__(self, url: str | None = None, *, reconnect_s: float = RECONNECT_S, read_only: bool = False) -> None:
         self.url = resolve_storage_url(url)
+        self.read_only = read_only
         # A pack's write waits this long for a database that went away before giving up.
         self.reconnect_s = reconnect_s
         # Reading needs only SQLAlchemy; Optuna's RDBStorage (which creates and
@@ -117,9 +95,13 @@ class RestartStore:
         self._rdb_storage: optuna.storages.RDBStorage | None = None
         self._opening = threading.Lock()
         with self._storage_failures():
-            self._engine: sa.Engine = sa.create_engine(self.url, **engine_kwargs(self.url))
-            readable = self._readable()
-        if not readable:
+            if read_only:
+                self._engine: sa.Engine = read_only_engine(self.url)
+            else:
+                self._engine = sa.create_engine(self.url, **engine_kwargs(self.url))
+            # Whether our tables are there to read; a read-only store looks again until they are.
+            self._laid_out = self._readable()
+        if not self._laid_out and not read_only:
             self._open_for_writing()
 
     @contextlib.contextmanager
@@ -130,7 +112,7 @@ class RestartStore:
         except StorageError:
             raise
         except Exception as e:
-            if not _is_storage_failure(e):
+            if not is_storage_failure(e):
                 raise
             raise StorageError(f"cannot open storage {safe_url(self.url)}: {one_line(e)}") from e
 
@@ -141,17 +123,29 @@ class RestartStore:
                 conn.execute(sa.select(RESTARTS).limit(0))
                 conn.execute(sa.select(STUDIES.c.study_id).limit(0))
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError) as e:
-            if _unreachable(e):
+            if unreachable(e):
                 raise
             return False  # no such table
         return True
 
+    def _refuse_if_read_only(self, doing: str) -> None:
+        if self.read_only:
+            raise StorageError(f"cannot {doing}: {safe_url(self.url)} was opened read-only")
+
+    def _tables_ready(self) -> bool:
+        """Whether our tables exist (a read-only store on a new database checks again each time)."""
+        if not self._laid_out:
+            with self._storage_failures():
+                self._laid_out = self._readable()
+        return self._laid_out
+
     def _open_for_writing(self) -> optuna.storages.RDBStorage:
         """Optuna's storage; creates the schema, or checks Optuna's version of it."""
+        self._refuse_if_read_only("write")
         with self._opening:
             if self._rdb_storage is None:
                 with self._storage_failures():
-                    rdb = _open_rdb(self.url)
+                    rdb = open_rdb(self.url)
                     try:
                         create_tables(rdb.engine)
                         enable_wal(rdb.engine)
@@ -163,6 +157,7 @@ class RestartStore:
                 # One engine from here on (an in-memory SQLite database lives in one engine).
                 self._engine = rdb.engine
                 self._rdb_storage = rdb
+                self._laid_out = True
             return self._rdb_storage
 
     @property
@@ -181,7 +176,7 @@ class RestartStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"RestartStore({safe_url(self.url)!r})"
+        return f"RestartStore({safe_url(self.url)!r}{', read_only=True' if self.read_only else ''})"
 
     def open_study(
         self, name: str, *, direction: str = "maximize", attrs: Mapping[str, Any] | None = None
@@ -191,6 +186,7 @@ class RestartStore:
         ``attrs`` values must be JSON-able; they overwrite attrs of the same key (the
         latest code revision and versions win on ``--resume``).
         """
+        self._refuse_if_read_only(f"open study {name!r}")
         import optuna
         from optuna.study import StudyDirection
 
@@ -208,6 +204,7 @@ class RestartStore:
                 study_id = self._rdb.create_new_study([wanted], name)
                 with self._engine.begin() as conn:
                     _drop_orphan_keys(conn, study_id)
+                    _progress.forget(conn, study_id)
             except optuna.exceptions.DuplicatedStudyError:
                 study_id = self._rdb.get_study_id_from_name(name)
                 have = self._rdb.get_study_directions(study_id)
@@ -226,6 +223,7 @@ class RestartStore:
 
     def set_study_attrs(self, study: StudyRef, attrs: Mapping[str, Any]) -> None:
         """Set (overwrite) user attributes of an existing study; values must be JSON-able."""
+        self._refuse_if_read_only("write study attrs")
         study_id = self._study_id(study)
         for key, value in attrs.items():
             json.dumps(value)  # a TypeError here, before anything is written
@@ -249,6 +247,7 @@ class RestartStore:
         """
         from robustness.storage import _write
 
+        self._refuse_if_read_only("declare the study's axes")
         self._open_for_writing()
         study_id = self._study_id(study)
         try:
@@ -273,6 +272,7 @@ class RestartStore:
         Without ``distributions`` each axis gets a categorical over the values seen
         (extending the study's existing one) and ``seed`` an ``IntDistribution(0, 2**31-1)``.
         """
+        self._refuse_if_read_only("write restarts")
         from robustness.storage import _write  # Optuna's tables and distributions
 
         batch = _write.prepare(outcomes)
@@ -292,7 +292,7 @@ class RestartStore:
                     # transaction rolled back; the next round filters those keys out.
                     conflicts += 1
                     continue
-                if _disconnected(e.__cause__) and time.monotonic() < deadline:
+                if disconnected(e.__cause__) and time.monotonic() < deadline:
                     # The server restarted or the network blinked: the transaction rolled
                     # back whole, so writing the same batch again is safe. A finished pack
                     # is worth waiting for rather than training again.
@@ -314,6 +314,7 @@ class RestartStore:
         """
         from robustness.storage import _leases
 
+        self._refuse_if_read_only("claim restarts")
         self._open_for_writing()  # also adds the lease table to a database laid out before it
         study_id = self._study_id(study)
         for _ in range(_WRITE_ATTEMPTS):
@@ -333,6 +334,7 @@ class RestartStore:
         """Extend every lease ``holder`` still has to ``ttl_s`` seconds from now; returns how many."""
         from robustness.storage import _leases
 
+        self._refuse_if_read_only("renew leases")
         with database_errors(self.url, "renewing leases"), self._engine.begin() as conn:
             return _leases.renew(conn, holder=holder, ttl_s=ttl_s)
 
@@ -340,6 +342,7 @@ class RestartStore:
         """Drop ``holder``'s leases in ``study`` (only on ``keys`` if given); returns how many."""
         from robustness.storage import _leases
 
+        self._refuse_if_read_only("release leases")
         study_id = self._study_id(study)
         with database_errors(self.url, "releasing leases"), self._engine.begin() as conn:
             return _leases.release(conn, study_id, holder=holder, keys=keys)
@@ -371,21 +374,75 @@ class RestartStore:
         except KeyError as e:
             raise StorageError(f"study {study!r}: {e.args[0]}") from None
 
-    def iter_outcomes(self, study: StudyRef) -> Iterator[RestartOutcome]:
-        """Every recorded restart as a full :class:`RestartOutcome`, curves included, in write order."""
+    def iter_outcomes(
+        self, study: StudyRef, *, cells: Iterable[Mapping[str, Any]] | None = None, max_restart: int | None = None
+    ) -> Iterator[RestartOutcome]:
+        """Recorded restarts as full :class:`RestartOutcome` records, curves included, in write order.
+
+        ``cells``: only the restarts of these cells, each a mapping of every grid
+        axis to its value (no ``seed``), as :meth:`read_table`'s params give them;
+        numbers compare by value (``lr`` 1 and 1.0 are one cell). They are matched
+        in SQL on the stored ``cell`` column, so one cell of a large study costs
+        that cell's rows. ``max_restart``: only restart indices below it (the
+        first ``max_restart`` restarts of each cell). ``ValueError`` for a cell
+        value no grid can hold (a list, NaN).
+        """
         # Optuna is imported only here: params come back through its distributions.
         from robustness.storage import _records
 
+        texts = None if cells is None else list(dict.fromkeys(t for cell in cells for t in cell_texts(cell)))
         study_id = self._study_id(study)
+        if texts == []:
+            return
         with database_errors(self.url, "reading restarts"):
-            yield from _records.iter_outcomes(self._engine, study_id)
+            yield from _records.iter_outcomes(self._engine, study_id, cells=texts, max_restart=max_restart)
+
+    def write_progress(self, study: StudyRef, packs: Sequence[PackProgress]) -> None:
+        """Insert or update the progress rows of ``packs`` (one transaction); see :class:`ProgressWriter`.
+
+        Their times are on this machine's clock (``time.time()``) and are stored on
+        the database's, so readers elsewhere compare them with theirs. Waits at most
+        a few seconds for another writer's lock, then fails (``StorageError``).
+        """
+        self._refuse_if_read_only("write sweep progress")
+        self._open_for_writing()  # also adds the progress table to a database laid out before it
+        study_id = self._study_id(study)
+        with database_errors(self.url, "writing sweep progress"), self._engine.begin() as conn:
+            _progress.upsert(conn, study_id, packs)
+
+    def prune_progress(self, study: StudyRef, *, keep_holder: str) -> int:
+        """Delete the progress rows of drivers that are gone (none of their running packs is
+        fresh); ``keep_holder``'s stay. A new driver calls it as it starts. Returns how many."""
+        self._refuse_if_read_only("prune sweep progress")
+        self._open_for_writing()
+        study_id = self._study_id(study)
+        with database_errors(self.url, "pruning sweep progress"), self._engine.begin() as conn:
+            return _progress.prune(conn, study_id, keep_holder=keep_holder)
+
+    def read_progress(self, study: StudyRef) -> SweepProgress:
+        """The study's live progress: restarts recorded, restart-steps trained, rate, ETA, packs in flight.
+
+        Packs come from the rows sweep drivers write (:class:`ProgressWriter`); a
+        running pack whose driver has not vouched for it for
+        ``STALE_AFTER_S`` (60 s) is counted lost, not in flight (a killed
+        driver's rows stay ``running`` until the next run prunes them). A
+        database laid out before progress existed reads as having no packs.
+        See :class:`SweepProgress` for how rate and ETA are computed.
+        """
+        study_id = self._study_id(study)
+        with database_errors(self.url, "reading sweep progress"), self._engine.connect() as conn:
+            return _progress.read(conn, study_id)
 
     def studies(self) -> list[_read.StudySummary]:
         """Every study in the storage with its restart, success and divergence counts."""
+        if not self._tables_ready():
+            return []
         with database_errors(self.url, "listing studies"), self._engine.connect() as conn:
             return _read.studies(conn)
 
     def _study_id(self, study: StudyRef) -> int:
+        if not self._tables_ready():
+            raise StorageError(f"no study {study!r} in {safe_url(self.url)} (it has no studies)")
         column = STUDIES.c.study_id if isinstance(study, int) else STUDIES.c.study_name
         with database_errors(self.url, "finding the study"), self._engine.connect() as conn:
             found = conn.execute(sa.select(STUDIES.c.study_id).where(column == study)).scalar_one_or_none()
@@ -395,12 +452,3 @@ class RestartStore:
         have = f"it has {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}" if names else "it has no studies"
         raise StorageError(f"no study {study!r} in {safe_url(self.url)} ({have})")
 
-
-def _unreachable(error: sqlalchemy.exc.DBAPIError) -> bool:
-    """A failure to connect at all (as opposed to a missing table or column)."""
-    return bool(getattr(error, "connection_invalidated", False)) or "connect" in str(error.orig).lower()
-
-
-def _is_storage_failure(error: BaseException) -> bool:
-    """Errors of opening a storage that deserve one line: database, driver, Optuna's checks."""
-    return isinstance(error, (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError)) or optuna_storage_error(error)
