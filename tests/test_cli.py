@@ -155,6 +155,14 @@ def test_report_writes_html_and_bad_paths_exit_2(study_url: str, tmp_path: Path)
     assert code == 2 and err.count("\n") == 1
 
 
+def test_report_split(study_url: str, tmp_path: Path) -> None:
+    code, out, _ = run("report", "cli", "--storage", study_url, "-o", str(tmp_path / "r.html"), "--split", "init")
+    assert code == 0 and "Split by init" in (tmp_path / "r.html").read_text()
+    code, _, err = run("report", "cli", "--storage", study_url, "-o", str(tmp_path / "s.html"), "--split", "nope")
+    assert code == 2 and err.count("\n") == 1 and "no axis 'nope' to split by" in err
+    assert not (tmp_path / "s.html").exists()
+
+
 def test_power_both_directions() -> None:
     code, out, _ = run("power", "--p1", "0.013", "--p2", "0.113", "--json")
     assert code == 0 and json.loads(out)["restarts_per_arm"] == restarts_needed(0.013, 0.113)
@@ -264,3 +272,19 @@ def test_a_malformed_storage_url_is_never_echoed(url: str) -> None:
     code, _, err = run("status", "--storage", url)
     assert code == 2 and err.startswith("Error: not a database URL") and err.count("\n") == 1
     assert "hunter2" not in err
+
+
+def test_sweep_bar_counts_restart_steps_and_quiet_hides_it(ray_local, tmp_path: Path) -> None:
+    from tests.test_sweep import TINY
+
+    path = tmp_path / "bar.yaml"
+    path.write_text(TINY.format(study="bar", restarts=2, steps=30, pack=2, more_inits=""))
+    url = f"sqlite:///{tmp_path / 'bar.db'}"
+    code, out, err = run("sweep", str(path), "--storage", url)
+    assert code == 0, err
+    # 2 arms x 2 restarts x 30 updates, with the study's counts beside the bar
+    assert "120/120" in err and "restart-step" in err and "4/4 restarts stored, " in err, err
+    assert "done: 4 restarts trained in 2 packs" in out
+    path.write_text(TINY.format(study="bar", restarts=3, steps=30, pack=2, more_inits=""))
+    code, out, err = run("sweep", str(path), "--storage", url, "-q")
+    assert code == 0 and "restart-step" not in err and "done: 2 restarts trained" in out, err

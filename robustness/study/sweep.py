@@ -28,16 +28,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import pickle
 import re
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,16 @@ import torch
 
 from robustness.criterion import Criterion
 from robustness.errors import RobustnessError
-from robustness.storage import Heartbeat, RestartStore, StorageError, new_holder, package_versions, restart_key
+from robustness.records import RestartOutcome
+from robustness.storage import (
+    Heartbeat,
+    ProgressWriter,
+    RestartStore,
+    StorageError,
+    new_holder,
+    package_versions,
+    restart_key,
+)
 from robustness.study.check import check_trainable
 from robustness.study.plan import SweepPlan, cut_packs, plan_sweep, study_attrs, training_setup
 from robustness.study.search_space import SearchSpace
@@ -57,6 +68,11 @@ from robustness.training.tasks import Task
 __all__ = ["SweepError", "SweepResult", "run_sweep"]
 
 _OUTCOMES = "outcomes_pickle"  # result key carrying a finished pack's records to the driver
+_INTERIM = "interim"  # result key: interim_summary() of the pack's latest evaluation
+# Interim progress reports: the first evaluation of a pack, then at most one a second.
+# Tune hands each result to the driver before the pack trains on, so more would
+# slow packs down and flood the driver for a view a person reads every few seconds.
+INTERIM_EVERY_S = 1.0
 # How long a driver's claim on its restarts outlives its last heartbeat. A killed
 # driver's restarts wait this long for another driver; a live one renews every third
 # of it, so only a driver stalled for 40 s (or cut off from the database) loses them.
@@ -100,9 +116,74 @@ class _Job:
     checkpoint_every_s: float
 
 
+def interim_summary(metric: str, values: Sequence[float], *, diverged: int, maximize: bool,
+                    train_loss: Sequence[float] = ()) -> dict[str, float]:
+    """A pack's evaluation metric in a few numbers, for the live progress view.
+
+    ``values``: the metric of each restart evaluated so far, shape ``(R,)``;
+    ``diverged``: how many restarts diverged. Gives ``median_<metric>`` and
+    ``best_<metric>`` (max when ``maximize``, else min) over the finite values,
+    ``finite`` (their count), ``diverged`` and ``median_train_loss``; a median
+    or best of no finite value is NaN.
+    """
+    finite = [float(v) for v in values if math.isfinite(v)]
+    losses = [float(v) for v in train_loss if math.isfinite(v)]
+    pick = max if maximize else min
+    return {
+        f"median_{metric}": statistics.median(finite) if finite else math.nan,
+        f"best_{metric}": pick(finite) if finite else math.nan,
+        "finite": len(finite),
+        "diverged": int(diverged),
+        "median_train_loss": statistics.median(losses) if losses else math.nan,
+    }
+
+
+def _maximizes(criterion: Criterion) -> bool:
+    return criterion.op in (">", ">=")
+
+
+def _pack_summary(tr: PackTrainer, maximize: bool) -> dict[str, float]:
+    """:func:`interim_summary` of the pack's latest evaluation (what PackTrainer holds then)."""
+    _, train_loss, metric = tr.curve[-1]
+    return interim_summary(tr.task.primary_metric, metric.tolist(), diverged=int((~tr.active).sum()),
+                           maximize=maximize, train_loss=train_loss.tolist())
+
+
+def _own_loop_pack(job: _Job, index: int, tune: Any) -> None:
+    """A task with its own ``train(ctx)`` loop: the pack's restarts one after another.
+
+    Nothing to checkpoint mid-way: a retried trial trains its few restarts again from
+    their seeds. Progress is reported after each restart (throttled), with ``step``
+    the pack's average: restarts done x steps / restarts.
+    """
+    data = job.task.load_data()
+    pack, steps, maximize = job.packs[index], job.config.steps, _maximizes(job.criterion)
+    outcomes: list[RestartOutcome] = []
+    reported = -math.inf
+
+    def summary() -> dict[str, float]:
+        return interim_summary(job.task.primary_metric, [o.value for o in outcomes], maximize=maximize,
+                               diverged=sum(o.diverged for o in outcomes),
+                               train_loss=[o.metrics.get("train_loss", math.nan) for o in outcomes])
+
+    for spec in pack:
+        outcomes.append(train_with_loop(job.task, spec, job.config, criterion=job.criterion, device=job.device,
+                                        data=data))
+        if len(outcomes) < len(pack) and time.monotonic() - reported >= INTERIM_EVERY_S:
+            tune.report({"step": len(outcomes) * steps // len(pack), "restarts": 0, "checkpoint_step": 0,
+                         _INTERIM: summary()})
+            reported = time.monotonic()
+    tune.report({"step": steps, "restarts": len(outcomes), "checkpoint_step": 0, _INTERIM: summary(),
+                 _OUTCOMES: pickle.dumps(outcomes)})
+
+
 def _pack_trial(trial_config: dict[str, Any], job: _Job) -> None:
     """A Tune function trainable: train one pack, checkpoint it, report its outcomes once.
 
+    Every result carries ``step`` (updates each restart has done), ``checkpoint_step``
+    (the step the latest checkpoint holds, where a retry resumes) and ``interim``
+    (:func:`interim_summary`). Besides checkpoints, the pack reports at its first
+    evaluation and then at most every INTERIM_EVERY_S, for the live progress.
     A task with its own ``train(ctx)`` loop trains the pack's restarts one after another instead.
     """
     from ray import tune
@@ -110,46 +191,59 @@ def _pack_trial(trial_config: dict[str, Any], job: _Job) -> None:
     index = trial_config["pack"] - job.first
     torch.set_num_threads(job.threads)
     if uses_own_loop(job.task):
-        # The task's own loop, one restart after another: nothing to checkpoint mid-way,
-        # a retried trial trains its few restarts again from their seeds.
-        data = job.task.load_data()
-        outcomes = [train_with_loop(job.task, spec, job.config, criterion=job.criterion, device=job.device, data=data)
-                    for spec in job.packs[index]]
-        tune.report({"step": job.config.steps, "restarts": len(outcomes), _OUTCOMES: pickle.dumps(outcomes)})
+        _own_loop_pack(job, index, tune)
         return
     trainer = PackTrainer(job.task, job.packs[index], job.config, criterion=job.criterion, device=job.device)
     restored = tune.get_checkpoint()
     if restored is not None:
         with restored.as_directory() as d:
             trainer.load_state_dict(torch.load(Path(d) / "pack.pt", weights_only=False))
-    last = time.monotonic()
+    maximize = _maximizes(job.criterion)
+    checkpointed, checkpoint_step, reported = time.monotonic(), trainer.step, -math.inf
 
     def on_eval(tr: PackTrainer) -> None:
-        nonlocal last
-        if tr.done or time.monotonic() - last < job.checkpoint_every_s:
-            return
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(tr.state_dict(), Path(d) / "pack.pt")
-            tune.report({"step": tr.step, "restarts": 0}, checkpoint=tune.Checkpoint.from_directory(d))
-        last = time.monotonic()
+        nonlocal checkpointed, checkpoint_step, reported
+        now = time.monotonic()
+        due = now - checkpointed >= job.checkpoint_every_s
+        if tr.done or (not due and now - reported < INTERIM_EVERY_S):
+            return  # the final report carries the last evaluation
+        result = {"step": tr.step, "restarts": 0, _INTERIM: _pack_summary(tr, maximize)}
+        if due:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(tr.state_dict(), Path(d) / "pack.pt")
+                tune.report({**result, "checkpoint_step": tr.step}, checkpoint=tune.Checkpoint.from_directory(d))
+            checkpointed, checkpoint_step = time.monotonic(), tr.step
+        else:
+            # Tune hands results over synchronously (the pack waits for the driver to take
+            # each one), hence the throttle.
+            tune.report({**result, "checkpoint_step": checkpoint_step})
+        reported = time.monotonic()
 
     try:
         trainer.run(callback=on_eval)
         outcomes = trainer.outcomes()
     finally:
         trainer.close()
-    tune.report({"step": trainer.step, "restarts": len(outcomes), _OUTCOMES: pickle.dumps(outcomes)})
+    tune.report({"step": trainer.step, "restarts": len(outcomes), "checkpoint_step": checkpoint_step,
+                 _INTERIM: _pack_summary(trainer, maximize) if trainer.curve else {},
+                 _OUTCOMES: pickle.dumps(outcomes)})
 
 
 def _store_callback_class() -> type:
     from ray import tune
 
     class StoreCallback(tune.Callback):
-        """Runs in the driver: writes each finished pack, then drops the records from Tune's state."""
+        """Runs in the driver: writes each finished pack, then drops the records from Tune's state.
+
+        It also keeps the packs' progress (:class:`ProgressWriter`): started, their
+        interim reports, ended; ``moved()`` is called after each such change.
+        """
 
         def __init__(self, write: Callable[[list[Any]], int], on_written: Callable[[list[Any], int], None],
-                     say: Callable[[str], None], log_path: Path) -> None:
+                     say: Callable[[str], None], log_path: Path, *, progress: ProgressWriter,
+                     sizes: dict[int, int], moved: Callable[[], None]) -> None:
             self.write, self.on_written, self.say, self.log_path = write, on_written, say, log_path
+            self.progress, self.sizes, self.moved = progress, sizes, moved  # sizes: pack -> its restarts
             self.errors: list[BaseException] = []
             self.failed: list[int] = []  # packs (their trial config's "pack") that failed after retries
             self.told: dict[str, int] = {}  # trial id -> failures already reported in one line
@@ -159,7 +253,7 @@ def _store_callback_class() -> type:
             # connection must not go there (and never needs to: resuming goes
             # through storage, not through Tune's state).
             return {"write": None, "on_written": None, "say": None, "log_path": self.log_path, "errors": [],
-                    "failed": [], "told": {}}
+                    "failed": [], "told": {}, "progress": None, "sizes": {}, "moved": None}
 
         def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             self._tell_retry(trial)
@@ -168,13 +262,17 @@ def _store_callback_class() -> type:
             # Some failures (a lost node's actor) are retried without on_trial_recover: a trial
             # that starts with more failures than were told is a retry all the same.
             self._tell_retry(trial)
+            number = trial.config.get("pack")
+            self.progress.start(number, restarts=self.sizes.get(number, 0))  # a retry keeps its row
+            self.moved()
 
         def _tell_retry(self, trial: Any) -> None:
             failures = int(getattr(trial, "num_failures", 0) or 0)
             if failures <= self.told.get(trial.trial_id, 0):
                 return
             self.told[trial.trial_id] = failures
-            step = (trial.last_result or {}).get("step", 0)
+            last = trial.last_result or {}
+            step = last.get("checkpoint_step", last.get("step", 0))  # where the retry resumes
             start = f"from update {step}" if step else "from the start"
             self.say(f"pack {trial.config.get('pack')}: {_trial_error(trial)}; retrying {start} "
                      f"(details in {self.log_path})")
@@ -183,18 +281,35 @@ def _store_callback_class() -> type:
             self.failed.append(trial.config.get("pack"))
             self.say(f"pack {trial.config.get('pack')}: {_trial_error(trial)}; no retries left "
                      f"(details in {self.log_path})")
+            self.progress.finish(trial.config.get("pack"), ok=False)
+            self.moved()
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            # Recorded packs ended in on_trial_result; one that completes unrecorded was stopped (Ctrl-C).
+            self.progress.finish(trial.config.get("pack"), ok=False)
 
         def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+            number = trial.config.get("pack")
             blob = result.pop(_OUTCOMES, None)  # Tune allows callbacks to edit results in place
+            if "step" in result:
+                self.progress.report(number, step=int(result["step"]), metrics=result.get(_INTERIM))
             if blob is None:
+                self.moved()
                 return
             try:
                 outcomes = pickle.loads(blob)
                 new = self.write(outcomes)
             except Exception as e:  # noqa: BLE001 (keep Tune running; reported after fit())
                 self.errors.append(e)
+                self.progress.finish(number, ok=False)
                 return
             self.on_written(outcomes, new)
+            self.progress.finish(number, ok=True)
+            self.moved()
+
+        def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            # Every turn of Tune's loop (about ten a second): throttled writes, alive stamps.
+            self.progress.tick()
 
     return StoreCallback
 
@@ -429,6 +544,7 @@ def run_sweep(
     progress: Callable[[int, int, int], None] | None = None,
     events: Callable[[str], None] | None = None,
     lease_ttl_s: float = LEASE_TTL_S,
+    step_progress: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
     """Run every restart of ``space`` not yet in ``storage``; returns counts for the study.
 
@@ -446,6 +562,15 @@ def run_sweep(
     (and when other drivers' packs are seen); ``events(line)`` gets one line per failed or
     retried pack, and one when the driver starts waiting for other drivers (Ray's own
     detail goes to a log file the line names).
+
+    ``step_progress(done, total)`` counts restart-steps (one update of one restart), so it
+    moves while packs train: ``total`` is the restarts this run has to train times the
+    updates each trains (less the restarts other drivers record meanwhile), ``done`` what
+    this driver's packs have trained so far (a stored pack in full, a pack in flight as of
+    its last report, which comes at its first evaluation and then about once a second).
+    It is called in the driver once at the start, at each report and when a pack starts
+    or ends; ``done`` may go back when a failed pack is retried from its checkpoint.
+    The same progress goes to storage for other readers (:meth:`RestartStore.read_progress`).
     """
     if not lease_ttl_s > 0:
         raise ValueError(f"lease_ttl_s must be positive, got {lease_ttl_s!r}")
@@ -478,7 +603,7 @@ def run_sweep(
             return _execute(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, slots=slots,
                             lease_ttl_s=lease_ttl_s, max_failures=max_failures,
                             checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, progress=progress,
-                            say=events or (lambda line: None), start=start)
+                            step_progress=step_progress, say=events or (lambda line: None), start=start)
         finally:
             if owns_ray:
                 import ray
@@ -538,7 +663,8 @@ def _check_resources(cluster: dict[str, float], *, cpus: float, gpus: float, sou
 def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id: int, tune: Any, *, cpus: float,
              gpus: float, slots: int, lease_ttl_s: float, max_failures: int, checkpoint_every_s: float,
              experiment_dir: str | None, progress: Callable[[int, int, int], None] | None,
-             say: Callable[[str], None], start: float) -> SweepResult:
+             step_progress: Callable[[int, int], None] | None, say: Callable[[str], None],
+             start: float) -> SweepResult:
     """Claim restarts a round at a time, train each round's packs, until none is left unrecorded.
 
     A round is as many packs as the cluster runs at once. Restarts leased by other
@@ -548,16 +674,22 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
     """
     table = store.read_table(study_id)
     recorded_before = len(table)
-    state = _Progress(store, study_id, plan.total, progress, recorded=recorded_before, successes=int(table.success.sum()))
     specs = {restart_key(s.params, s.restart): s for s in plan.todo}
+    holder = new_holder()
+    # Only a driver with something to train writes progress (and, starting, prunes gone drivers' rows).
+    writer = ProgressWriter(store, study_id, holder=holder, steps=space.task.steps, say=say) if specs else None
+    state = _Progress(store, study_id, plan.total, progress, recorded=recorded_before, successes=int(table.success.sum()),
+                      step_progress=step_progress, todo=len(specs), steps=space.task.steps,
+                      trained=(lambda: writer.restart_steps) if writer is not None else (lambda: 0))
     gave_up: set[str] = set()  # restarts of packs that failed here: this driver does not claim them again
     trained_packs, failed, interrupted, waiting = 0, 0, False, False
-    holder = new_holder()
     stop = _StopRequest()
     round_setup = _RoundSetup(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, max_failures=max_failures,
                               checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, say=say,
-                              on_written=state.written, stop=stop) if specs else None
+                              on_written=state.written, stop=stop, progress=writer,
+                              moved=state.report_steps) if writer is not None else None
     state.report()
+    state.report_steps()
     # From here on Ctrl-C is only recorded; the loop and Tune act on it (see _StopRequest).
     with stop.on_sigint():
         try:
@@ -591,6 +723,8 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
         finally:
             with contextlib.suppress(StorageError):
                 store.release_leases(study_id, holder)  # let other drivers (or a rerun) take them at once
+            if writer is not None:
+                writer.flush()
         if not interrupted:
             state.refresh(report=False)
     return SweepResult(study=space.study, storage=store.url, total=plan.total, already_done=plan.done,
@@ -606,16 +740,32 @@ def _poll_interval(ttl_s: float) -> float:
 
 
 class _Progress:
-    """The study's counts as the driver sees them: its own writes at once, other drivers' on refresh."""
+    """The study's counts as the driver sees them: its own writes at once, other drivers' on refresh.
+
+    Also the restart-steps of this run (see ``run_sweep``'s ``step_progress``): ``todo``
+    restarts of ``steps`` updates each to train, ``trained()`` what this driver's packs did.
+    """
 
     def __init__(self, store: RestartStore, study_id: int, total: int,
-                 progress: Callable[[int, int, int], None] | None, *, recorded: int, successes: int) -> None:
+                 progress: Callable[[int, int, int], None] | None, *, recorded: int, successes: int,
+                 step_progress: Callable[[int, int], None] | None = None, todo: int = 0, steps: int = 0,
+                 trained: Callable[[], int] = lambda: 0) -> None:
         self.store, self.study_id, self.total, self.progress = store, study_id, total, progress
         self.recorded, self.successes, self.n_written = recorded, successes, 0
+        self.recorded_before = recorded
+        self.step_progress, self.todo, self.steps, self.trained = step_progress, todo, steps, trained
 
     def report(self) -> None:
         if self.progress is not None:
             self.progress(self.recorded, self.total, self.successes)
+
+    def report_steps(self) -> None:
+        if self.step_progress is None:
+            return
+        # Restarts other drivers record meanwhile are no longer this run's to train.
+        by_others = max(0, self.recorded - self.recorded_before - self.n_written)
+        total = max(0, self.todo - by_others) * self.steps
+        self.step_progress(min(self.trained(), total), total)
 
     def written(self, outcomes: list[Any], new: int) -> None:
         self.n_written += new
@@ -630,6 +780,7 @@ class _Progress:
         self.recorded, self.successes = len(table), int(table.success.sum())
         if report and changed:
             self.report()
+            self.report_steps()
 
 
 class _RoundSetup:
@@ -638,9 +789,10 @@ class _RoundSetup:
     def __init__(self, space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id: int, tune: Any, *,
                  cpus: float, gpus: float, max_failures: int, checkpoint_every_s: float,
                  experiment_dir: str | None, say: Callable[[str], None],
-                 on_written: Callable[[list[Any], int], None], stop: _StopRequest) -> None:
+                 on_written: Callable[[list[Any], int], None], stop: _StopRequest, progress: ProgressWriter,
+                 moved: Callable[[], None]) -> None:
         self.space, self.plan, self.tune, self.say, self.on_written = space, plan, tune, say, on_written
-        self.stop = stop
+        self.stop, self.progress, self.moved = stop, progress, moved
         self.cpus, self.gpus, self.max_failures, self.checkpoint_every_s = cpus, gpus, max_failures, checkpoint_every_s
         self.task, self.config = training_setup(space)
         # One distribution per axis for every trial: Optuna then sees a static search space.
@@ -661,12 +813,14 @@ class _RoundSetup:
                    device="cuda" if self.gpus > 0 else "cpu", threads=max(1, int(self.cpus)),
                    checkpoint_every_s=self.checkpoint_every_s)
         _ship_user_code(self.task, packs)
-        callback = _store_callback_class()(self.write, self.on_written, self.say, self.log_path)
+        numbers = range(first, first + len(packs))
+        callback = _store_callback_class()(self.write, self.on_written, self.say, self.log_path, progress=self.progress,
+                                           sizes={n: len(p) for n, p in zip(numbers, packs)}, moved=self.moved)
         trainable = tune.with_resources(tune.with_parameters(_pack_trial, job=job), {"cpu": self.cpus, "gpu": self.gpus})
         self.rounds += 1
         tuner = tune.Tuner(
             trainable,
-            param_space={"pack": tune.grid_search(list(range(first, first + len(packs))))},
+            param_space={"pack": tune.grid_search(list(numbers))},
             # Reusing the worker process across packs saves its start-up (Python, torch, the data set)
             # on every pack after the first.
             tune_config=tune.TuneConfig(reuse_actors=True),
@@ -679,8 +833,13 @@ class _RoundSetup:
                 stop=_stopper_class()(self.stop),
             ),
         )
-        with _ray_log_to(self.log_path):
-            tuner.fit()
+        try:
+            with _ray_log_to(self.log_path):
+                tuner.fit()
+        finally:
+            for number in numbers:  # a pack Tune ended without its outcomes (Ctrl-C, a crash) failed
+                self.progress.finish(number, ok=False)
+            self.progress.flush()
         self.stop.check()
         if callback.errors:
             e = callback.errors[0]
