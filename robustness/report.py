@@ -7,9 +7,18 @@ computed apart from drawing); tables are plain HTML. A report is written to a
 temporary file next to its target and renamed over it, so a failed run never
 leaves a half-written report behind.
 
+Sections, in page order (:data:`SECTIONS`): the success-rate heatmap; the
+importance of each axis for success (fANOVA) beside its marginal success
+rates; noise against baseline (forest plot); the noise schedules; the
+learning-curve bands; the restarts of each cell, curve by curve (a dropdown
+picks the cell; at most :data:`MAX_DRILL_CELLS` cells and
+:data:`MAX_DRILL_RESTARTS` restarts per cell, so the file stays small); the
+ECDF of the final metric; the paper-style tables. Curves and ECDFs pool every
+non-noise axis unless ``split`` names one axis to give a panel per value.
+
 Example::
 
-    write_report("sqlite:///robustness.db", "demo-noise", "report.html")
+    write_report("sqlite:///robustness.db", "demo-noise", "report.html", split="init")
 """
 
 from __future__ import annotations
@@ -31,23 +40,32 @@ import plotly.offline
 from robustness import figures
 from robustness.criterion import OPERATORS, Criterion
 from robustness.errors import RobustnessError
-from robustness.figures import Curves, PaperTables
-from robustness.figures._common import fmt, setting_label
+from robustness.figures import Curves, FigureError, PaperTables
+from robustness.figures._common import fmt, setting_axes, setting_label
 from robustness.records import RestartOutcome
 from robustness.stats import cell_stats
 from robustness.table import RestartTable
 
-__all__ = ["SECTIONS", "ReportError", "build_report", "parse_criterion", "write_report"]
+__all__ = ["MAX_DRILL_CELLS", "MAX_DRILL_RESTARTS", "SECTIONS", "ReportError", "build_report", "parse_criterion",
+           "write_report"]
 
-# (id, heading) of every section, in page order; "curves" is left out when there are no curves.
+# (id, heading) of every section, in page order. "curves" is left out without curves, and
+# "restarts" without the restart outcomes themselves (curve arrays carry no seeds).
 SECTIONS = (
     ("heatmap", "Success rate per cell"),
+    ("importance", "Importance"),
     ("forest", "Noise vs baseline"),
     ("schedules", "Noise schedules"),
     ("curves", "Learning curves"),
+    ("restarts", "Restarts per cell"),
     ("ecdf", "Final metric distribution"),
     ("tables", "Paper-style tables"),
 )
+# The drill-down holds every drawn point in the page: 36 cells x 20 restarts x 10 evaluations
+# is ~0.5 MB of JSON; past that, a dashboard (robustness dashboard) serves one cell at a time.
+MAX_DRILL_CELLS = 36
+MAX_DRILL_RESTARTS = 20
+MAX_DRILL_POINTS = 40_000  # fewer restarts per cell when the curves are long
 # σ_t is drawn over this many updates when neither the curves nor the study say how long training ran.
 DEFAULT_STEPS = 1000
 # No mode-bar link to plotly's cloud: the report must not point off the machine.
@@ -78,47 +96,87 @@ def build_report(
     title: str | None = None,
     steps: int | None = None,
     created: dt.datetime | None = None,
+    split: str | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
     Args:
         table: the study's ``N`` restarts.
-        outcomes: restart outcomes, or curves already grouped per arm
-            (:func:`robustness.figures.curve_arrays`), for the learning-curve
-            bands; ``None`` leaves that section out.
+        outcomes: restart outcomes, for the learning-curve bands and the
+            restarts of each cell; or curves already grouped
+            (:func:`robustness.figures.curve_arrays`, per arm or per cell), for
+            the bands alone; ``None`` leaves both sections out.
         study: the study's name, for the header.
         criterion: re-judge success from the final metrics; ``None`` uses the
             stored success flag.
         thresholds: for the success-counts table (criterion's metric and comparison).
         steps: updates over which σ_t is drawn; default the last curve step, else 1000.
         created: the time in the header; default now (UTC).
+        split: a grid axis (e.g. ``"init"``): the learning curves and the ECDF
+            get one panel per value of it instead of pooling it.
 
     Raises:
-        ReportError: the table has no restarts.
+        ReportError: the table has no restarts, ``split`` is not one of its
+            axes, or the given curves were grouped without it.
     """
     if len(table) == 0:
         raise ReportError(f"study {study!r} has no restarts yet; nothing to report")
-    curves = None if outcomes is None else (outcomes if isinstance(outcomes, Mapping) else figures.curve_arrays(outcomes))
+    _check_split(table, split)
+    rows: list[RestartOutcome] | None = None
+    if outcomes is None or isinstance(outcomes, Mapping):
+        curves = outcomes
+    else:
+        rows = list(outcomes)
+        curves = figures.curve_arrays(rows, by=sorted(table.params))  # whole cells: pooled or split below
     if steps is None:
         steps = max((int(s[-1]) for s, _ in curves.values() if len(s)), default=DEFAULT_STEPS) if curves else DEFAULT_STEPS
     forest = figures.forest_data(table, criterion=criterion)
+    importance = figures.importance_data(table, criterion=criterion)
     parts = {
         "heatmap": _figure("heatmap", figures.plot_heatmap(figures.heatmap_data(table, criterion=criterion))),
+        "importance": _figure("importance", figures.plot_importance(importance)),
         "forest": _forest_section(forest),
         "schedules": _figure("schedules", figures.plot_schedules(figures.schedule_data(table, steps=steps, criterion=criterion))),
-        "ecdf": _figure("ecdf", figures.plot_ecdf(figures.ecdf_data(table, criterion=criterion))),
+        "ecdf": _figure("ecdf", figures.plot_ecdf(figures.ecdf_data(table, criterion=criterion, split=split))),
         "tables": _tables(figures.paper_tables_data(table, criterion=criterion, thresholds=thresholds)),
     }
+    notes = dict(_NOTES, importance=html.escape(importance.method_note))
+    notes["ecdf"] += " " + _split_note(table, split)
     if curves:
         metric = table.primary_metric or "metric"
-        parts["curves"] = _figure("curves", figures.plot_curve_bands(figures.curve_band_data(curves, metric=metric)))
+        try:
+            bands = figures.curve_band_data(curves, metric=metric, split=split)
+        except FigureError as e:
+            raise ReportError(f"cannot split the learning curves: {e}") from None
+        parts["curves"] = _figure("curves", figures.plot_curve_bands(bands))
+        notes["curves"] += " " + _split_note(table, split)
+    if rows:
+        drill, notes["restarts"] = _restarts_section(rows, table.primary_metric or None, criterion)
+        if drill:
+            parts["restarts"] = drill
     body = "\n".join(
-        f'<section id="{sid}"><h2>{html.escape(heading)}</h2>\n<p class="note">{_NOTES[sid]}</p>\n{parts[sid]}</section>'
+        f'<section id="{sid}"><h2>{html.escape(heading)}</h2>\n<p class="note">{notes[sid]}</p>\n{parts[sid]}</section>'
         for sid, heading in SECTIONS
         if sid in parts
     )
     header = _header(table, study=study, criterion=criterion, created=created)
     return _page(title or f"Robustness report: {study}", header, body)
+
+
+def _check_split(table: RestartTable, split: str | None) -> None:
+    if split is not None and split not in table.params:
+        raise ReportError(f"no axis {split!r} to split by; the study's axes are {', '.join(sorted(table.params))}")
+
+
+def _split_note(table: RestartTable, split: str | None) -> str:
+    """What the curves and ECDF pool, in words: a pooled band over settings that differ can mean nothing."""
+    # Only axes with more than one value are really pooled; a constant one changes nothing.
+    pooled = [a for a in setting_axes(table, exclude=() if split is None else (split,))
+              if len({fmt(v) for v in table.params[a].tolist()}) > 1]
+    over = f"pooled over {html.escape(', '.join(pooled))}" if pooled else "nothing pooled"
+    if split is None:
+        return f"Each arm is {over}; split by one of them (--split AXIS) when they behave differently."
+    return f"Split by {html.escape(split)}: one panel per value, the arms inside each, one scale for all; {over}."
 
 
 def write_report(
@@ -128,6 +186,7 @@ def write_report(
     *,
     criterion: Criterion | str | None = None,
     thresholds: Sequence[float] | None = None,
+    split: str | None = None,
 ) -> Path:
     """Read ``study`` from storage and write its report to ``path`` atomically; return the path.
 
@@ -135,13 +194,16 @@ def write_report(
     URL. Without ``criterion`` the study's own (its ``criterion`` attribute)
     is used when recorded, else the stored success flag. σ_t is drawn over the
     search space's ``task.steps`` when the study recorded its search space.
+    ``split``: a grid axis to split the learning curves and the ECDF by.
 
     Raises:
-        ReportError: no restarts, a malformed criterion, or ``path`` cannot be written.
+        ReportError: no restarts, a malformed criterion, an unknown ``split``
+            axis, or ``path`` cannot be written.
         StorageError: the storage or the study cannot be read.
     """
     from robustness.storage import (
         RestartStore,  # storage (optuna, SQLAlchemy) only when reading from it
+        steps_per_restart,
     )
 
     path = Path(path).expanduser().resolve()
@@ -158,11 +220,14 @@ def write_report(
         elif isinstance(criterion, str):
             criterion = parse_criterion(criterion)
         table = store.read_table(study, criterion=criterion)
-        curves = figures.curve_arrays(store.iter_outcomes(study))
+        if len(table):
+            _check_split(table, split)  # before reading every curve
+        outcomes = list(store.iter_outcomes(study))  # kept: the drill-down needs each restart's seed and curve
     finally:
         if store is not store_or_url:
             store.close()
-    page = build_report(table, curves, study=str(study), criterion=criterion, thresholds=thresholds, steps=_study_steps(attrs))
+    page = build_report(table, outcomes, study=str(study), criterion=criterion, thresholds=thresholds,
+                        steps=steps_per_restart(attrs), split=split)
     return _write_atomically(path, page)
 
 
@@ -179,7 +244,7 @@ _NOTES = {
     "curves": "Median (line) and 25-75% quantiles (band) of the evaluation metric at each step, over the restarts "
     "of each arm that are still finite at that step.",
     "ecdf": "Empirical CDF of each arm's final metric; diverged restarts are left out of the curve and counted in "
-    "the legend. The dashed line is the success threshold.",
+    "the legend (pooled) or the hover (split). The dashed line is the success threshold.",
     "tables": "Best and mean final metric per setting (the paper's \"best / average over runs\"; the mean's "
     "interval is a seeded percentile bootstrap), and successful restarts out of all at several thresholds.",
 }
@@ -202,6 +267,27 @@ def _forest_section(data: figures.ForestData) -> str:
     if not data.labels:
         return '<p class="empty">No noise arm has a matched baseline, so nothing is compared.</p>' + unmatched
     return _figure("forest", figures.plot_forest(data)) + unmatched
+
+
+def _restarts_section(rows: Sequence[RestartOutcome], metric: str | None, criterion: Criterion | None) -> tuple[str, str]:
+    """One figure with a dropdown over cells, each cell's restarts over its band; and the section's note."""
+    drill = figures.restart_curves_by_cell(rows, metric=metric, criterion=criterion, max_cells=MAX_DRILL_CELLS,
+                                           max_restarts=MAX_DRILL_RESTARTS, max_points=MAX_DRILL_POINTS)
+    if not drill.cells:
+        return "", "No restart recorded a learning curve."
+    capped = []
+    if drill.sampled:
+        capped.append(f"{len(drill.cells)} of {drill.n_cells} cells, spread evenly from the lowest success rate to the highest")
+    if drill.per_cell is not None:
+        capped.append(f"the first {drill.per_cell} restarts of each cell (the band and the counts cover all of them)")
+    note = (
+        "Each restart's learning curve over its cell's median and interquartile band: successful restarts thin grey, "
+        "failed ones red, a divergence marked ✕ where the curve stops. Hover a curve for its restart, seed and final "
+        "metric; pick the cell in the menu (its successes out of restarts in brackets)."
+        + (f" Shown: {'; '.join(capped)}." if capped else "")
+        + " The dashboard (robustness dashboard) shows any cell with all its restarts and a table of them."
+    )
+    return _figure("restarts", figures.plot_restart_curves(drill.cells)), html.escape(note)
 
 
 def _html_table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[Any]], *, text_columns: int) -> str:
@@ -299,20 +385,6 @@ def _page(title: str, header: str, body: str) -> str:
 
 
 # -- reading and writing ----------------------------------------------------------------------
-
-
-def _study_steps(attrs: Mapping[str, Any]) -> int | None:
-    """``task.steps`` from the study's recorded search-space text, if there is one."""
-    text = attrs.get("search_space")
-    if not isinstance(text, str):
-        return None
-    import yaml
-
-    try:
-        steps = (yaml.safe_load(text) or {}).get("task", {}).get("steps")
-    except (yaml.YAMLError, AttributeError):
-        return None
-    return int(steps) if isinstance(steps, int) and steps >= 0 else None
 
 
 def _write_atomically(path: Path, text: str) -> Path:

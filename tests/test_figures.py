@@ -7,6 +7,7 @@ every cell has seed k, so the arms pair on seeds.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -24,13 +25,18 @@ from robustness.figures import (
     ecdf_data,
     forest_data,
     heatmap_data,
+    importance_data,
     metric_direction,
     paper_tables_data,
     plot_curve_bands,
     plot_ecdf,
     plot_forest,
     plot_heatmap,
+    plot_importance,
+    plot_restart_curves,
     plot_schedules,
+    restart_curves_by_cell,
+    restart_curves_data,
     schedule_data,
     update_grid,
 )
@@ -332,3 +338,207 @@ def test_a_schedule_with_its_own_parameter_is_an_arm_in_every_figure() -> None:
     forest = forest_data(table)
     assert len(forest.labels) == 2  # both arms compared with the baseline, none unmatched
     assert len(heatmap_data(table).arm_labels) == 3  # three arms side by side
+
+
+# -- split by an axis -----------------------------------------------------------------------
+
+
+def two_inits() -> list[RestartOutcome]:
+    """Per arm: init "he" restarts at (0.8, 0.9) and (0.9, 1.0), init "zero" at (0.1, 0.1) and (0.2, 0.3)."""
+    curves = {"he": ((0.8, 0.9), (0.9, 1.0)), "zero": ((0.1, 0.1), (0.2, 0.3))}
+    return [restart(arm, init=init, k=k, accuracy=c[-1], curve=c)
+            for arm in (NONE, NOISE) for init, cs in curves.items() for k, c in enumerate(cs)]
+
+
+def test_curve_bands_split_by_init_give_one_panel_per_init() -> None:
+    rows = two_inits()
+    pooled = curve_band_data(rows)
+    assert pooled.split is None and len(pooled.bands) == 2
+    # Pooled, the band spans both inits: step 20 values 0.1, 0.3, 0.9, 1.0 -> median 0.6, describing neither.
+    np.testing.assert_allclose(pooled.bands[0].median, [0.5, 0.6])
+    split = curve_band_data(rows, split="init")
+    assert split.split == "init" and [dict(p) for p in split.panels] == [{"init": "he"}, {"init": "zero"}]
+    assert [(b.panel_label, b.label, b.n_restarts) for b in split.bands] == [
+        ("init=he", "none", 2), ("init=he", "annealed η=0.3 γ=0.55", 2),
+        ("init=zero", "none", 2), ("init=zero", "annealed η=0.3 γ=0.55", 2)]
+    np.testing.assert_allclose(split.bands[0].median, [0.85, 0.95])
+    np.testing.assert_allclose(split.bands[2].median, [0.15, 0.2])
+    np.testing.assert_allclose(split.bands[2].q75, [0.175, 0.25])
+
+
+def test_curves_grouped_per_cell_pool_or_split_later() -> None:
+    rows = two_inits()
+    cells = curve_arrays(rows, by=["clip", "eta", "gamma", "init", "lr", "schedule"])  # what the report and dashboard keep
+    assert len(cells) == 4
+    pooled = curve_band_data(cells)
+    assert pooled.pooled == ("clip", "init", "lr")
+    np.testing.assert_allclose(pooled.bands[0].median, curve_band_data(rows).bands[0].median)
+    split = curve_band_data(cells, split="init")
+    assert split.pooled == ("clip", "lr")
+    np.testing.assert_allclose(split.bands[2].median, [0.15, 0.2])
+    # The arms' colours agree between panels, and every panel shares one x and one y scale.
+    fig = plot_curve_bands(split)
+    medians = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.line.color for t in medians[:2]] == [t.line.color for t in medians[2:]]
+    assert [t.showlegend for t in medians] == [True, True, False, False]  # one legend entry per arm
+    assert {fig.layout[a].matches for a in ("xaxis2",)} == {"x"} and fig.layout.yaxis2.matches == "y"
+    assert [a.text for a in fig.layout.annotations] == ["init=he (n=4)", "init=zero (n=4)"]
+    assert fig.layout.xaxis.title.text == "step" and fig.layout.yaxis.title.text == "metric"
+
+
+def test_ecdf_split_by_init(grid: RestartTable) -> None:
+    table = RestartTable.from_outcomes(two_inits())
+    data = ecdf_data(table, criterion=Criterion("test_accuracy", ">=", 0.5), split="init")
+    assert data.split == "init" and data.pooled == ("clip", "lr")
+    assert [(c.panel_label, c.label) for c in data.curves] == [
+        ("init=he", "none"), ("init=he", "annealed η=0.3 γ=0.55"),
+        ("init=zero", "none"), ("init=zero", "annealed η=0.3 γ=0.55")]
+    np.testing.assert_allclose(data.curves[2].values, [0.1, 0.3])
+    np.testing.assert_allclose(data.curves[2].probabilities, [0.5, 1.0])
+    assert (data.curves[2].n, data.curves[2].n_used) == (2, 2)
+    fig = plot_ecdf(data)
+    assert len(fig.data) == 4 and fig.layout.xaxis2.matches == "x" and list(fig.layout.yaxis2.range) == [0, 1.02]
+    assert len([s for s in fig.layout.shapes if s.type == "line"]) == 2  # the threshold in each panel
+    assert ecdf_data(grid).pooled == ("clip", "init", "lr")
+
+
+def test_an_unknown_split_axis_is_a_one_line_error(grid: RestartTable) -> None:
+    from robustness.errors import RobustnessError
+    from robustness.figures import FigureError
+
+    with pytest.raises(FigureError, match="no axis 'nope' to split by; the axes are clip, eta, gamma, init, lr, schedule"):
+        ecdf_data(grid, split="nope")
+    arms_only = curve_arrays(two_inits())  # grouped per arm: init is gone
+    with pytest.raises(FigureError, match="no axis 'init'"):
+        curve_band_data(arms_only, split="init")
+    assert issubclass(FigureError, RobustnessError) and issubclass(FigureError, ValueError)
+
+
+# -- each cell's restarts -------------------------------------------------------------------
+
+
+def one_cell() -> list[RestartOutcome]:
+    """Restarts 0-1 succeed, 2 fails, 3 diverges at update 25 (recorded), 4 turns NaN at step 30 (not recorded)."""
+    rows = [
+        restart(NOISE, k=0, accuracy=0.9, curve=(0.5, 0.8, 0.9)),
+        restart(NOISE, k=1, accuracy=0.7, curve=(0.4, 0.6, 0.7)),
+        restart(NOISE, k=2, accuracy=0.2, curve=(0.1, 0.2, 0.2)),
+        dataclasses.replace(restart(NOISE, k=3, diverged=True, curve=(0.3, 0.35, math.nan)), diverged_step=25),
+        restart(NOISE, k=4, accuracy=0.6, success=True, curve=(0.2, 0.3, math.nan)),
+    ]
+    return rows[::-1]  # any order in
+
+
+def test_restart_curves_per_restart_and_band() -> None:
+    data = restart_curves_data(one_cell())
+    assert data.label == "clip=10, init=simple, lr=0.01 · annealed η=0.3 γ=0.55"
+    assert data.metric == "test_accuracy" and data.criterion == "stored success" and data.threshold is None
+    assert [c.restart for c in data.restarts] == [0, 1, 2, 3, 4] and [c.seed for c in data.restarts] == [0, 1, 2, 3, 4]
+    assert [c.success for c in data.restarts] == [True, True, False, False, False]  # restart 4: its curve diverged
+    assert [c.diverged_step for c in data.restarts] == [None, None, None, 25, 30]
+    assert data.restarts[1].final == 0.7 and math.isnan(data.restarts[3].final)
+    assert (data.n_restarts, data.n_success, data.n_diverged) == (5, 2, 2)
+    # Step 10: 0.5, 0.4, 0.1, 0.3, 0.2 -> median 0.3; step 30: 0.9, 0.7, 0.2 (two NaN left out) -> 0.7.
+    np.testing.assert_allclose(data.band.median, [0.3, 0.35, 0.7])
+    np.testing.assert_array_equal(data.band.n_finite, [5, 5, 3])
+    np.testing.assert_array_equal(data.restarts[0].steps, [10, 20, 30])
+
+    judged = restart_curves_data(one_cell(), criterion=Criterion("test_accuracy", ">=", 0.8), max_restarts=2)
+    assert [c.success for c in judged.restarts] == [True, False] and judged.n_success == 1
+    assert judged.threshold == 0.8 and judged.n_restarts == 5  # the band and counts over all five
+    assert judged.band.n_finite[0] == 5
+
+    losses = restart_curves_data(one_cell(), metric="train_loss")
+    np.testing.assert_allclose(losses.band.median, [1.0, 1.0, 1.0])
+
+
+def test_restart_curves_errors() -> None:
+    from robustness.figures import FigureError
+
+    with pytest.raises(FigureError, match="one cell"):
+        restart_curves_data(one_cell() + [restart(NONE, k=0, curve=(0.1,))])
+    with pytest.raises(FigureError, match="not 'test_loss'"):
+        restart_curves_data(one_cell(), metric="test_loss")
+    with pytest.raises(FigureError, match="no restarts"):
+        restart_curves_data([])
+
+
+def test_plot_restart_curves_marks_failures_and_divergence() -> None:
+    data = restart_curves_data(one_cell(), criterion=Criterion("test_accuracy", ">=", 0.5))
+    fig = plot_restart_curves(data)
+    by_name = {t.name.split(" (")[0]: t for t in fig.data}
+    ok, failed, diverged = by_name["succeeded"], by_name["failed"], by_name["diverged"]
+    assert list(ok.y) == [0.5, 0.8, 0.9, None, 0.4, 0.6, 0.7, None]  # one trace, restarts split by gaps
+    assert [c[:2] for c in ok.customdata if c[0] is not None] == [[0, 0]] * 3 + [[1, 1]] * 3
+    assert failed.line.color == "#D63031" and failed.name == "failed (3)"
+    assert list(diverged.x) == [25, 30] and list(diverged.y) == [0.35, 0.3]  # at the last finite value
+    assert fig.data[-1].name == "median" and list(fig.data[-1].y) == list(data.band.median)
+    assert fig.layout.xaxis.title.text == "step" and fig.layout.yaxis.title.text == "test_accuracy"
+    assert "2/5 succeed" in fig.layout.title.text
+
+    other = restart_curves_data([restart(NONE, k=k, accuracy=0.1, curve=(0.1, 0.2)) for k in range(2)])
+    menu = plot_restart_curves([data, other])
+    [dropdown] = menu.layout.updatemenus
+    assert [b.label for b in dropdown.buttons] == [f"{data.label} (2/5)", f"{other.label} (0/2)"]
+    per = len(menu.data) // 2
+    assert dropdown.buttons[1].args[0]["visible"] == [False] * per + [True] * per
+    assert [t.visible for t in menu.data] == [True] * per + [False] * per
+
+
+def test_restart_curves_by_cell_orders_samples_and_caps() -> None:
+    # Three cells: lr 0.01 none (2/3 succeed), lr 0.01 noise (3/3), lr 0.1 none (0/3); curves of 2 points.
+    rows = (cell(NOISE, [True] * 3, lr=0.01, curve=(0.5, 0.9)) + cell(NONE, [True, True, False], lr=0.01, curve=(0.5, 0.9))
+            + cell(NONE, [False] * 3, lr=0.1, curve=(0.1, 0.1)) + [restart(NONE, lr=0.1, k=3, accuracy=0.1)])  # no curve
+    every = restart_curves_by_cell(rows)
+    assert [d.label for d in every.cells] == ["clip=10, init=simple, lr=0.01 · none", "clip=10, init=simple, lr=0.01 · "
+                                             "annealed η=0.3 γ=0.55", "clip=10, init=simple, lr=0.1 · none"]
+    assert (every.n_cells, every.per_cell, every.sampled) == (3, None, False)
+    assert [d.n_restarts for d in every.cells] == [3, 3, 3]  # the restart without a curve is not drawn
+    two = restart_curves_by_cell(rows, max_cells=2, max_restarts=1)
+    assert [(d.n_success, d.n_restarts) for d in two.cells] == [(3, 3), (0, 3)]  # the best and the worst cell
+    assert two.sampled and two.per_cell == 1 and [len(d.restarts) for d in two.cells] == [1, 1]
+    # 3 cells x 2 points: a budget of 12 points leaves 2 restarts per cell.
+    assert restart_curves_by_cell(rows, max_points=12).per_cell == 2
+
+
+# -- importance -----------------------------------------------------------------------------
+
+
+def test_importance_data_and_marginal_panels() -> None:
+    # Success depends on lr alone: lr 0.01 3/4, lr 0.1 1/4, in both inits and both arms.
+    rows = [restart(arm, lr=lr, init=init, k=k, accuracy=0.9 if k < (3 if lr == 0.01 else 1) else 0.1)
+            for arm in (NONE, NOISE) for lr in (0.01, 0.1) for init in ("he", "zero") for k in range(4)]
+    data = importance_data(RestartTable.from_outcomes(rows))
+    assert data.axes[0] == "lr" and data.importance[0] == pytest.approx(1.0)
+    assert data.importance[1:] == pytest.approx([0.0, 0.0], abs=1e-12) and data.result.constant == ("clip",)
+    panels = {p.axis: p for p in data.marginals}
+    lr = panels["lr"]
+    assert lr.labels == ("0.01", "0.1")
+    np.testing.assert_array_equal(lr.successes, [12, 4])
+    np.testing.assert_array_equal(lr.n, [16, 16])
+    low, high = binomial_interval([12, 4], [16, 16])
+    np.testing.assert_allclose(lr.ci_low, low)
+    np.testing.assert_allclose(lr.ci_high, high)
+    noise = panels["noise"]
+    assert noise.labels == ("none", "annealed η=0.3 γ=0.55") and len(noise.arms) == 2  # baseline first
+    np.testing.assert_array_equal(noise.successes, [8, 8])
+    assert "fANOVA" in data.method_note and "Hutter" in data.method_note and "clip" in data.method_note
+
+    fig = plot_importance(data)
+    bars = fig.data[0]
+    assert list(bars.y) == ["interactions", "noise", "init", "lr"]  # most important on top
+    np.testing.assert_allclose(bars.x[-1], 1.0)
+    for trace in fig.data[1:]:
+        assert list(fig.layout[trace.yaxis.replace("y", "yaxis")].range) == [0, 1.05]  # one 0-1 scale
+    lr_bar = next(t for t in fig.data[1:] if t.name == "lr")
+    np.testing.assert_allclose(lr_bar.y, [0.75, 0.25])
+    np.testing.assert_allclose(lr_bar.error_y.array, high - [0.75, 0.25])
+    noise_bar = next(t for t in fig.data[1:] if t.name == "noise")
+    assert list(noise_bar.marker.color) == ["#636E72", "#EF553B"]  # the arms' colours of every figure
+
+
+def test_importance_data_unknown_axis_is_a_figure_error(grid: RestartTable) -> None:
+    from robustness.figures import FigureError
+
+    with pytest.raises(FigureError, match="no axis 'nope'"):
+        importance_data(grid, axes=["nope"])

@@ -7,22 +7,36 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from robustness.criterion import Criterion
+from robustness.errors import RobustnessError
 from robustness.noise import noise_axes
+from robustness.records import FrozenMap
 from robustness.table import RestartTable
 
 __all__ = [
     "BASELINE_COLOUR",
+    "FigureError",
     "arm_axes",
+    "arm_colour_map",
     "arm_colours",
+    "arm_of",
     "arm_label",
     "arm_sort_key",
     "fmt",
     "is_baseline",
+    "label_panels",
+    "check_split",
     "metric_direction",
+    "rgba",
     "setting_axes",
     "setting_label",
+    "subplot_grid",
     "value_sort_key",
 ]
+
+
+class FigureError(RobustnessError, ValueError):
+    """A figure cannot be computed from these inputs (e.g. an unknown axis to split by). The message is one line."""
+
 
 # Plotly's default qualitative palette minus its first colour, which goes to the baseline
 # in grey so that "no noise" reads as the reference in every figure.
@@ -125,3 +139,44 @@ def metric_direction(metric: str, criterion: Criterion | None = None) -> str:
         return "minimize" if criterion.op in ("<", "<=") else "maximize"
     lowered = metric.lower()
     return "minimize" if ("loss" in lowered or "error" in lowered) else "maximize"
+
+
+def arm_of(params: Mapping[str, Any]) -> FrozenMap:
+    """The noise coordinates of a cell (its schedule and the schedule's parameters): its arm."""
+    return FrozenMap({a: params[a] for a in noise_axes(params, schedules=[params.get("schedule")])})
+
+
+def arm_colour_map(arms: Iterable[Mapping[str, Any]]) -> dict[FrozenMap, str]:
+    """arm -> colour over the distinct ``arms`` in :func:`arm_sort_key` order, so every panel of a split agrees."""
+    ordered = sorted({FrozenMap(a) for a in arms}, key=arm_sort_key)
+    return dict(zip(ordered, arm_colours(ordered)))
+
+
+def check_split(split: str | None, axes: Iterable[str]) -> str | None:
+    """``split`` if it is one of ``axes``; else a one-line :class:`FigureError` naming the axes there are."""
+    axes = sorted(set(axes))
+    if split is not None and split not in axes:
+        raise FigureError(f"no axis {split!r} to split by; the axes are {', '.join(axes) or 'none'}")
+    return split
+
+
+def subplot_grid(count: int, per_row: int = 3) -> tuple[int, int]:
+    """``(rows, cols)`` for ``count`` panels, at most ``per_row`` to a row."""
+    cols = min(per_row, max(count, 1))
+    return math.ceil(max(count, 1) / cols), cols
+
+
+def rgba(hex_colour: str, alpha: float) -> str:
+    """``"#EF553B"`` -> ``"rgba(239,85,59,alpha)"``: a band's fill in its arm's colour."""
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def label_panels(fig: Any, nrows: int, cols: int, *, x: str, y: str) -> None:
+    """One x and one y scale for every panel of ``fig`` (``matches``), tick labels on each, titles on the outer ones."""
+    fig.update_xaxes(matches="x", showticklabels=True)
+    fig.update_yaxes(matches="y", showticklabels=True)
+    for c in range(1, cols + 1):
+        fig.update_xaxes(title_text=x, row=nrows, col=c)
+    for r in range(1, nrows + 1):
+        fig.update_yaxes(title_text=y, row=r, col=1)

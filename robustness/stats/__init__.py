@@ -11,7 +11,10 @@ NumPy arrays, and never touches storage. Results are frozen dataclasses with a
   intervals; Holm or Benjamini-Hochberg across the study);
 - paper-style tables: :func:`arm_summary`, :func:`success_counts`;
 - budgets: :func:`success_within`, :func:`expected_best`, :func:`ecdf`;
-- power: :func:`restarts_needed`, :func:`detectable_difference`.
+- power: :func:`restarts_needed`, :func:`detectable_difference`;
+- which axes matter: :func:`success_importance` (fANOVA main effects of the
+  per-cell success rate, Hutter et al. 2014) and :func:`marginal_success`
+  (per value of each axis, pooled over the others, with intervals).
 
 Success can be re-judged at query time with a
 :class:`~robustness.criterion.Criterion`; diverged restarts always fail.
@@ -38,6 +41,15 @@ from robustness.stats._budget import (
 from robustness.stats._cells import CellStats, cell_stats
 from robustness.stats._compare import Comparison, Comparisons, compare_arms
 from robustness.stats._data import judge, metric_values
+from robustness.stats._importance import (
+    NOISE_AXIS,
+    AxisImportance,
+    MarginalSuccess,
+    SuccessImportance,
+    importance_axes,
+    marginal_success,
+    success_importance,
+)
 from robustness.stats._intervals import (
     INTERVAL_METHODS,
     binomial_interval,
@@ -65,15 +77,19 @@ from robustness.stats._tables import (
 __all__ = [
     "ADJUSTMENTS",
     "INTERVAL_METHODS",
+    "NOISE_AXIS",
     "UNPAIRED_TESTS",
     "ArmSummary",
+    "AxisImportance",
     "BudgetCurve",
     "CellStats",
     "Comparison",
     "Comparisons",
     "Ecdf",
     "ExpectedBest",
+    "MarginalSuccess",
     "SuccessCounts",
+    "SuccessImportance",
     "adjust_pvalues",
     "arm_summary",
     "binomial_interval",
@@ -84,7 +100,9 @@ __all__ = [
     "ecdf",
     "expected_best",
     "expected_max",
+    "importance_axes",
     "judge",
+    "marginal_success",
     "mcnemar_exact",
     "metric_values",
     "newcombe_interval",
@@ -94,6 +112,7 @@ __all__ = [
     "ratio_paired_interval",
     "restarts_needed",
     "success_counts",
+    "success_importance",
     "success_within",
     "unpaired_exact",
 ]
