@@ -1,4 +1,4 @@
-# One image for every role in docker-compose.yml: Ray head, Ray workers and the sweep driver.
+# One image for every role in docker-compose.yml: Ray head, Ray workers, the sweep driver and the dashboard.
 FROM python:3.11.11-slim-bookworm
 WORKDIR /app
 # torch first, pinned, from the index that matches the node: CPU by default, a CUDA build for
@@ -9,5 +9,7 @@ RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url ${TORCH_IND
 COPY pyproject.toml README.md ./
 COPY robustness ./robustness
 COPY search_spaces ./search_spaces
-RUN pip install --no-cache-dir '.[postgres,cluster]'  # cluster: the head's job server for robustness submit
+COPY dashboards ./dashboards
+# cluster: the head's job server for robustness submit; dashboard: gunicorn for the dashboard service
+RUN pip install --no-cache-dir '.[postgres,cluster,dashboard]'
 ENV RAY_USAGE_STATS_ENABLED=0

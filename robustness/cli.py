@@ -167,41 +167,26 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
     each pack is one Ray Tune trial, and each finished pack is written in one
     transaction. Restarts already in storage are skipped, so an interrupted
     sweep is continued by running the same command again.
+
+    The bar counts restart-steps (one update of one restart) of the restarts
+    this run trains, with rate and ETA, and moves as packs report; beside it,
+    the study's restarts stored and successes.
     """
     import optuna
-    from tqdm import tqdm
 
     from robustness.study.search_space import load_search_space
     from robustness.study.sweep import run_sweep
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress bar says what happens
     space = load_search_space(file)
-    bar = None
-
-    def progress(done: int, total: int, successes: int) -> None:
-        nonlocal bar
-        if quiet or as_json:
-            return
-        if bar is None:
-            bar = tqdm(total=total, initial=done, unit="restart", desc=space.study, dynamic_ncols=True)
-        bar.update(done - bar.n)
-        bar.set_postfix(successes=f"{successes}/{done}")
-
-    def event(line: str) -> None:
-        # A failed or retried pack: one line, above the bar (Ray's tracebacks go to the log it names).
-        if bar is not None:
-            bar.clear()
-        click.echo(line, err=True)
-        if bar is not None:
-            bar.refresh()
-
+    bar = _SweepBar(space.study, hidden=quiet or as_json)
     try:
         result = run_sweep(space, storage=storage, address=address, resume=resume, pack_size=pack_size,
                            max_failures=max_failures, num_cpus=num_cpus, checkpoint_every_s=checkpoint_every,
-                           experiment_dir=experiment_dir, progress=progress, events=event)
+                           experiment_dir=experiment_dir, progress=bar.restarts, events=bar.event,
+                           step_progress=bar.steps)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
@@ -219,6 +204,44 @@ def sweep(file: str, storage: str | None, address: str | None, resume: bool, pac
         sys.exit(1)
     if result.interrupted:
         sys.exit(130)
+
+
+class _SweepBar:
+    """The sweep's tqdm bar: restart-steps with rate and ETA; restarts stored and successes beside it."""
+
+    def __init__(self, study: str, *, hidden: bool) -> None:
+        self.study, self.hidden = study, hidden
+        self.bar: Any = None
+        self.counts = ""
+
+    def steps(self, done: int, total: int) -> None:
+        if self.hidden or (self.bar is None and total <= 0):
+            return  # nothing to train: no bar (the summary line says so)
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=" restart-steps", unit_scale=True, desc=self.study, dynamic_ncols=True,
+                            postfix=self.counts or None)
+        if self.bar.total != total:  # other drivers recorded some of this run's restarts
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)  # may go back: a retried pack resumes from its checkpoint
+
+    def restarts(self, done: int, total: int, successes: int) -> None:
+        self.counts = f"{done}/{total} restarts stored, {successes} successes"
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.counts)
+
+    def event(self, line: str) -> None:
+        # A failed or retried pack: one line, above the bar (Ray's tracebacks go to the log it names).
+        if self.bar is not None:
+            self.bar.clear()
+        click.echo(line, err=True)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 # -- submit / stop ------------------------------------------------------------------
@@ -527,20 +550,24 @@ def power(p1: float, p2: float | None, n: int | None, alpha: float, power_: floa
 
 
 # -- report -------------------------------------------------------------------------
-@main.command(epilog="Example:\n\n    robustness report demo-noise -o report.html")
+@main.command(epilog="Examples:\n\n\b\n    robustness report demo-noise -o report.html\n"
+              "    robustness report demo-noise -o report.html --split init   # curves and ECDF per init")
 @click.argument("study")
 @_storage_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True)
 @_criterion_options
 @click.option("--thresholds", default=None, metavar="X,Y", help="Thresholds for the successes-out-of-N table "
               "(default: the criterion's and one twice as strict).")
+@click.option("--split", default=None, metavar="AXIS", help="Draw the learning curves and the ECDF with one panel "
+              "per value of this grid axis (e.g. init) instead of pooling it.")
 @handle_errors
 def report(study: str, storage: str | None, output: str, metric: str | None, op: str | None, threshold: float | None,
-           thresholds: str | None) -> None:
+           thresholds: str | None, split: str | None) -> None:
     """Write a self-contained HTML report (Plotly, works offline) for STUDY.
 
-    Success-rate heatmaps, a noise-vs-baseline forest plot, noise schedules beside their
-    success rates, learning-curve bands, ECDFs and the paper-style tables.
+    Success-rate heatmaps, the importance of each axis for success, a noise-vs-baseline
+    forest plot, noise schedules beside their success rates, learning-curve bands, each
+    cell's restarts curve by curve, ECDFs and the paper-style tables.
     """
     from robustness.report import write_report
 
@@ -548,7 +575,8 @@ def report(study: str, storage: str | None, output: str, metric: str | None, op:
         cuts = None if thresholds is None else [float(x) for x in thresholds.split(",") if x.strip()]
     except ValueError:
         raise click.UsageError(f"--thresholds expects numbers separated by commas, got {thresholds!r}") from None
-    path = write_report(storage, study, output, criterion=_criterion(metric, op, threshold), thresholds=cuts)
+    path = write_report(storage, study, output, criterion=_criterion(metric, op, threshold), thresholds=cuts,
+                        split=split)
     click.echo(f"wrote {path}")
 
 
@@ -626,3 +654,56 @@ def reproduce(storage: str, output: str, mnist_steps: int, mnist_file: str, bina
         for bar in bars.values():
             bar.close()
     click.echo(f"wrote {path}")
+
+
+# -- dashboard ----------------------------------------------------------------------
+_DASHBOARD_EXAMPLES = """Examples:
+
+\b
+    robustness dashboard                                   # sqlite:///robustness.db on http://127.0.0.1:8050/
+    robustness dashboard --storage sqlite:///runs.db --port 8060
+    robustness dashboard --storage postgresql+psycopg://me@db:5432/robustness
+    ssh -L 8050:127.0.0.1:8050 cluster                     # then open it from your laptop
+
+Open http://127.0.0.1:8050/?study=NAME to land on one study."""
+
+
+@main.command(epilog=_DASHBOARD_EXAMPLES)
+@_storage_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on. Anything but loopback shows every study to the network, without a login.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True, help="0: any free port.")
+@click.option("--refresh", type=click.FloatRange(min=0.2), default=2.0, show_default=True, metavar="SECONDS",
+              help="How often the page polls for new restarts and sweep progress.")
+@handle_errors
+def dashboard(storage: str | None, host: str, port: int, refresh: float) -> None:
+    """Serve a live dashboard of every study in the storage (read-only).
+
+    Study list, live sweep progress, success heatmap and table under a criterion you
+    set on the page, noise-vs-baseline forest plot with pooling, restart budgets,
+    curves split by any axis, each cell's restarts, importance and noise schedules.
+    For a long-lived server use dashboards/wsgi.py with gunicorn.
+    """
+    import logging
+
+    from werkzeug.serving import make_server
+
+    from robustness.dashboard import create_app, open_data
+
+    data = open_data(storage)  # read-only; a bad URL or an unreadable file is one line and exit 2
+    app = create_app(data, refresh_s=refresh)
+    try:
+        server = make_server(host, port, app.server, threaded=True)
+    except (OSError, SystemExit) as e:  # werkzeug exits on a taken port; say it in one line instead
+        raise OptionError(f"cannot listen on {host}:{port}: {getattr(e, 'strerror', None) or 'address in use'}") from None
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: anyone who can reach it sees every study (no login)", err=True)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"dashboard of {data.url} at http://{shown}:{server.server_port}/  (Ctrl-C to stop)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

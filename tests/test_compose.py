@@ -28,7 +28,7 @@ def _env(service: dict) -> dict:
 
 def test_services_form_the_tested_topology() -> None:
     services = _compose()["services"]
-    assert set(services) == {"postgres", "ray-head", "ray-worker", "ray-gpu-worker", "sweep"}
+    assert set(services) == {"postgres", "ray-head", "ray-worker", "ray-gpu-worker", "sweep", "dashboard"}
     head = shlex.split(services["ray-head"]["command"])
     assert head[:3] == ["ray", "start", "--head"] and "--port=6379" in head
     for name in ("ray-worker", "ray-gpu-worker"):
@@ -63,7 +63,7 @@ def test_images_are_pinned_and_gpu_workers_get_a_device_and_a_cuda_build() -> No
 
 def test_every_ray_node_and_the_driver_share_the_auth_setting() -> None:
     services = _compose()["services"]
-    modes = {name: _env(s).get("RAY_AUTH_MODE") for name, s in services.items() if name != "postgres"}
+    modes = {name: _env(s).get("RAY_AUTH_MODE") for name, s in services.items() if name not in ("postgres", "dashboard")}
     assert len(set(modes.values())) == 1 and None not in modes.values(), modes
 
 
@@ -71,7 +71,17 @@ def test_the_head_exposes_the_job_server_for_submit() -> None:
     head = _compose()["services"]["ray-head"]
     assert "--dashboard-port=8265" in shlex.split(head["command"])
     assert "127.0.0.1:8265:8265" in head["ports"]  # reachable from this host only
-    assert "dashboard" in TEXT  # the live dashboard's place, stated until it exists
+
+
+def test_the_dashboard_serves_the_wsgi_entry_read_only_on_loopback() -> None:
+    dash = _compose()["services"]["dashboard"]
+    argv = shlex.split(dash["command"])
+    assert argv[0] == "gunicorn" and argv[-1] == "wsgi:application"
+    assert argv[argv.index("--pythonpath") + 1] == "dashboards" and (ROOT / "dashboards" / "wsgi.py").is_file()
+    assert dash["ports"] == ["127.0.0.1:8050:8050"]  # no login: published on the host's loopback only
+    assert "${POSTGRES_PASSWORD:?" in _env(dash)["ROBUSTNESS_STORAGE"]
+    assert dash["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "COPY dashboards" in (ROOT / "Dockerfile").read_text() and "dashboard]" in (ROOT / "Dockerfile").read_text()
 
 
 def test_every_robustness_command_parses_with_the_real_cli() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -62,9 +63,15 @@ def forest_data(
     criterion: Criterion | None = None,
     adjust: str = "holm",
     confidence: float = 0.95,
+    match: Sequence[str] | None = None,
 ) -> ForestData:
-    """Every noise arm against its matched baseline (:func:`robustness.stats.compare_arms`, defaults kept)."""
-    result = compare_arms(table, criterion=criterion, adjust=adjust, confidence=confidence)
+    """Every noise arm against its matched baseline (:func:`robustness.stats.compare_arms`).
+
+    ``match``: the axes a comparison holds fixed (default every non-noise axis);
+    the others are pooled, restarts still paired within their own cell.
+    """
+    result = compare_arms(table, criterion=criterion, adjust=adjust, confidence=confidence,
+                          match=None if match is None else list(match))
     rows = list(result)
 
     def column(name: str, dtype: type = np.float64) -> np.ndarray:
