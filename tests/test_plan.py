@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from robustness.storage import restart_key
 from robustness.study.plan import (
     auto_pack_size,
+    cut_packs,
     fingerprint,
     plan_sweep,
     training_setup,
@@ -38,6 +40,21 @@ def test_plan_skips_stored_restarts_and_cuts_packs() -> None:
     assert [len(p) for p in plan.packs] == [4, 4, 3]
     assert specs[4] == plan.packs[0][0]
     assert all(restart_key(s.params, s.restart) not in done for p in plan.packs for s in p)
+    assert plan.todo == tuple(specs[4:])  # the file's order, whatever the packs
+
+
+def test_packs_are_dealt_so_each_holds_the_same_mix_of_cells() -> None:
+    sp = space(restarts=4, lr="[0.1, 0.01]")  # cells in grid order, 4 restarts each
+    specs = sp.restart_specs()
+    cells = sorted({tuple(sorted(s.params.items(), key=str)) for s in specs}, key=str)
+    packs = cut_packs(specs, 8)
+    assert len(packs) == math.ceil(len(specs) / 8) and sorted(len(p) for p in packs)[-1] - min(len(p) for p in packs) <= 1
+    for pack in packs:  # every cell has the same number of restarts in every pack (up to one)
+        per_cell = [sum(tuple(sorted(s.params.items(), key=str)) == c for s in pack) for c in cells]
+        assert max(per_cell) - min(per_cell) <= 1, per_cell
+    assert sorted((restart_key(s.params, s.restart) for p in packs for s in p)) == sorted(
+        restart_key(s.params, s.restart) for s in specs)
+    assert cut_packs([], 4) == ()
 
 
 def test_auto_pack_size() -> None:

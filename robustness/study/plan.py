@@ -112,16 +112,12 @@ class SweepPlan:
     done: int  # restarts already in storage
     packs: tuple[tuple[RestartSpec, ...], ...]
     criterion: Criterion
-    pack_size: int = 1  # restarts per pack (the last pack may have fewer)
+    pack_size: int = 1  # restarts per pack (packs differ by at most one)
+    todo: tuple[RestartSpec, ...] = ()  # the restarts still to train, in the file's order (every driver sees the same)
 
     @property
     def remaining(self) -> int:
         return sum(len(p) for p in self.packs)
-
-    @property
-    def todo(self) -> tuple[RestartSpec, ...]:
-        """The restarts still to train, in the file's order (every driver of the study sees the same)."""
-        return tuple(s for p in self.packs for s in p)
 
 
 def plan_sweep(space: SearchSpace, *, done_keys: set[str], key: Any, pack_size: int | None, slots: int,
@@ -136,11 +132,19 @@ def plan_sweep(space: SearchSpace, *, done_keys: set[str], key: Any, pack_size: 
     todo = [s for s in specs if key(s.params, s.restart) not in done_keys]
     size = pack_size or space.pack_size or (1 if own_loop else auto_pack_size(len(todo), slots=slots))
     return SweepPlan(study=space.study, total=len(specs), done=len(specs) - len(todo), packs=cut_packs(todo, size),
-                     criterion=space.success, pack_size=size)
+                     criterion=space.success, pack_size=size, todo=tuple(todo))
 
 
 def cut_packs(specs: Sequence[RestartSpec], size: int) -> tuple[tuple[RestartSpec, ...], ...]:
-    """``specs`` in order, ``size`` at a time (the last pack takes the rest)."""
-    return tuple(tuple(specs[i : i + size]) for i in range(0, len(specs), size))
+    """``specs`` dealt round-robin into ``ceil(n / size)`` packs of at most ``size``.
+
+    Cells come in grid order and differ in cost (a noise arm draws a Gaussian per
+    weight per update; an own-loop task may train longer), so cutting them in
+    order gives packs of unequal cost that finish at different times while a core
+    idles. Dealt, every pack holds the same mix of cells, and pack sizes differ by
+    at most one.
+    """
+    count = math.ceil(len(specs) / size) if specs else 0
+    return tuple(tuple(specs[j::count]) for j in range(count))
 
 
