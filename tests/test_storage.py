@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import datetime
 import json
 import math
 import multiprocessing
@@ -628,10 +629,14 @@ def test_study_attrs_round_trip(store: RestartStore) -> None:
 
 
 def test_studies_summarizes_progress(store: RestartStore) -> None:
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     store.write_outcomes(store.open_study("a", attrs={"total_restarts": 20}), grid())
     store.open_study("b")
-    assert store.studies() == [
-        StudySummary(name="a", n_restarts=12, n_successes=2, n_diverged=2, total_restarts=20),
+    a, b = store.studies()
+    after = datetime.datetime.now(datetime.timezone.utc)
+    assert a.last_write is not None and before <= a.last_write <= after  # when the pack was written, in UTC
+    assert [a, b] == [
+        StudySummary(name="a", n_restarts=12, n_successes=2, n_diverged=2, total_restarts=20, last_write=a.last_write),
         StudySummary(name="b", n_restarts=0, n_successes=0, n_diverged=0, total_restarts=None),
     ]
 

@@ -84,7 +84,21 @@ def _wanted_study() -> list[str]:
     return urllib.parse.parse_qs(query).get("study", [])
 
 
+def _for_the_page() -> bool:
+    """Whether this layout goes to a page (``/_dash-layout``), not to Dash's own check of it.
+
+    Dash calls the layout function once while answering the first request, to
+    validate it; computing a study's first view there would hold up the page's
+    HTML instead of overlapping with its scripts' download.
+    """
+    import flask
+
+    return flask.has_request_context() and flask.request.path.endswith("/_dash-layout")
+
+
 def _first(data: DashboardData) -> _First:
+    if not _for_the_page():
+        return _First()
     first = _First(rows=views.studies_rows(data))
     wanted = _wanted_study()
     first.picked = [i for i, r in enumerate(first.rows) if r["study"] in wanted]
