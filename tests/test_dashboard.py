@@ -313,6 +313,24 @@ def test_wsgi_entry_under_gunicorn_serves_the_layout_without_the_password(demo_u
         proc.wait(timeout=30)
 
 
+def test_the_page_loads_plotly_js_from_the_partial_bundle_of_the_same_version(demo_url: str) -> None:
+    from plotly.offline import get_plotlyjs_version
+
+    from robustness.dashboard._app import _BUNDLE, PLOTLY_BUNDLE_VERSION
+
+    # the vendored bundle must be the plotly.js that plotly.py writes figures for; when plotly is
+    # upgraded, replace robustness/dashboard/static/ (npm: plotly.js-cartesian-dist-min@<version>)
+    assert get_plotlyjs_version() == PLOTLY_BUNDLE_VERSION
+    client = create_app(demo_url).server.test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert f'<script src="/_robustness/{_BUNDLE}"></script>' in page
+    script = client.get(f"/_robustness/{_BUNDLE}")
+    assert script.status_code == 200 and script.mimetype == "text/javascript"
+    assert script.get_data()[:80].decode().startswith(f"/**\n* plotly.js (cartesian - minified) v{PLOTLY_BUNDLE_VERSION}")
+    full = create_app(demo_url, partial_plotly=False).server.test_client().get("/").get_data(as_text=True)
+    assert "_robustness/" not in full
+
+
 def test_create_app_refuses_a_bad_refresh(demo_url: str) -> None:
     with pytest.raises(ValueError, match="refresh_s"):
         create_app(demo_url, refresh_s=0)

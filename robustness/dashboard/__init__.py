@@ -49,17 +49,19 @@ def open_data(storage: str | None = None) -> DashboardData:
     return DashboardData(RestartStore(storage, read_only=True))
 
 
-def create_app(storage: str | DashboardData | None = None, *, refresh_s: float = 2.0) -> Any:
+def create_app(storage: str | DashboardData | None = None, *, refresh_s: float = 2.0, partial_plotly: bool = True) -> Any:
     """The Dash app over ``storage`` (a URL, or data already opened); ``create_app(...).server`` is a WSGI app.
 
     ``refresh_s``: how often the page polls for new studies, restarts and progress.
+    ``partial_plotly``: serve plotly.js's 1.5 MB cartesian bundle (the default) instead of
+    Dash's 4.8 MB full one.
     """
     from robustness.dashboard._app import build_app
 
     if not refresh_s > 0:
         raise ValueError(f"refresh_s must be positive, got {refresh_s!r}")
     data = storage if isinstance(storage, DashboardData) else open_data(storage)
-    return build_app(data, refresh_s=refresh_s)
+    return build_app(data, refresh_s=refresh_s, partial_plotly=partial_plotly)
 
 
 def first_view(data: DashboardData, study: str) -> list[Any]:

@@ -17,6 +17,7 @@ import math
 import urllib.parse
 from collections.abc import Sequence
 from html import escape as html_escape
+from pathlib import Path
 from typing import Any
 
 import dash
@@ -51,10 +52,27 @@ progress { width: 100%; height: 14px; }
 """
 
 
-def _page(title: str) -> str:
+# plotly.js's "cartesian" partial bundle (MIT; npm plotly.js-cartesian-dist-min), which has every
+# trace type the views draw (scatter, heatmap, bar) in 1.5 MB instead of the full bundle's 4.8 MB:
+# the browser spends less time evaluating it before the first figure (docs/benchmarks.md).
+# Used only when it is the plotly.js version plotly.py draws for; else Dash loads its own.
+PLOTLY_BUNDLE_VERSION = "4.1.1"
+_STATIC = Path(__file__).with_name("static")
+_BUNDLE = f"plotly-cartesian-{PLOTLY_BUNDLE_VERSION}.min.js"
+
+
+def _partial_bundle() -> bool:
+    from plotly.offline import get_plotlyjs_version
+
+    return get_plotlyjs_version() == PLOTLY_BUNDLE_VERSION and (_STATIC / _BUNDLE).is_file()
+
+
+def _page(title: str, plotly_src: str | None) -> str:
+    # dcc.Graph uses window.Plotly when a script defined it, and fetches the full bundle otherwise.
+    plotly = f'<script src="{plotly_src}"></script>' if plotly_src else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head>{{%metas%}}<title>{title}</title>{{%favicon%}}{{%css%}}<style>{_CSS}</style></head>
-<body>{{%app_entry%}}<footer>{{%config%}}{{%scripts%}}{{%renderer%}}</footer></body></html>"""
+<body>{{%app_entry%}}<footer>{{%config%}}{plotly}{{%scripts%}}{{%renderer%}}</footer></body></html>"""
 
 
 def _control(label: str, component: Any) -> html.Div:
@@ -202,11 +220,25 @@ def _names(data: DashboardData, selected: Sequence[Any] | None) -> list[str]:
     return [n for n in (selected or []) if isinstance(n, str) and n in known]
 
 
-def build_app(data: DashboardData, *, refresh_s: float = 2.0, title: str = "Restart robustness") -> dash.Dash:
-    """The Dash app over ``data``; ``app.server`` is its Flask (WSGI) application."""
+def build_app(data: DashboardData, *, refresh_s: float = 2.0, title: str = "Restart robustness",
+              partial_plotly: bool = True) -> dash.Dash:
+    """The Dash app over ``data``; ``app.server`` is its Flask (WSGI) application.
+
+    ``partial_plotly=False`` serves Dash's full plotly.js bundle (benchmarks compare the two).
+    """
     app = dash.Dash(__name__, title=title, update_title=None, suppress_callback_exceptions=True,
                     serve_locally=True, assets_folder="__no_assets__")
-    app.index_string = _page(html_escape(title))
+    plotly_src = None
+    if partial_plotly and _partial_bundle():
+        plotly_src = f"{app.config.requests_pathname_prefix}_robustness/{_BUNDLE}"
+
+        @app.server.route(f"{app.config.routes_pathname_prefix}_robustness/{_BUNDLE}")
+        def _plotly_bundle() -> Any:
+            import flask
+
+            return flask.send_from_directory(_STATIC, _BUNDLE, mimetype="text/javascript", max_age=86400)
+
+    app.index_string = _page(html_escape(title), plotly_src)
     app.layout = lambda: layout(data, refresh_s)
 
     @app.server.after_request
