@@ -50,28 +50,13 @@ def data(demo_url: str) -> DashboardData:
     d.store.close()
 
 
-def _figure(component: Any, name: str) -> dict[str, Any]:
-    """The plotly figure of the graph ``graph-<name>`` inside a rendered view."""
-    found = []
-
-    def walk(node: Any) -> None:
-        if getattr(node, "id", None) == {"graph": name}:
-            found.append(node.figure)
-        children = getattr(node, "children", None)
-        for child in children if isinstance(children, list) else [children] if children is not None else []:
-            walk(child)
-
-    walk(component)
-    assert found, f"no graph-{name} in the view"
-    return found[0].to_plotly_json() if hasattr(found[0], "to_plotly_json") else found[0]
-
-
-def _table(component: Any, ident: str) -> list[dict[str, Any]]:
+def _find(component: Any, ident: Any, attr: str) -> Any:
+    """``attr`` of the component with id ``ident`` inside a rendered view."""
     found = []
 
     def walk(node: Any) -> None:
         if getattr(node, "id", None) == ident:
-            found.append(node.data)
+            found.append(getattr(node, attr))
         children = getattr(node, "children", None)
         for child in children if isinstance(children, list) else [children] if children is not None else []:
             walk(child)
@@ -79,6 +64,16 @@ def _table(component: Any, ident: str) -> list[dict[str, Any]]:
     walk(component)
     assert found, f"no {ident} in the view"
     return found[0]
+
+
+def _figure(component: Any, name: str) -> dict[str, Any]:
+    """The plotly figure of the graph named ``name`` inside a rendered view."""
+    figure = _find(component, {"graph": name}, "figure")
+    return figure.to_plotly_json() if hasattr(figure, "to_plotly_json") else figure
+
+
+def _table(component: Any, ident: str) -> list[dict[str, Any]]:
+    return _find(component, ident, "data")
 
 
 def test_study_list_counts_match_the_storage(data: DashboardData) -> None:

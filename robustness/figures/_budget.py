@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from robustness.criterion import Criterion
-from robustness.figures._common import arm_axes, arm_colours, arm_label, arm_sort_key, metric_direction
+from robustness.figures._common import arm_axes, arm_colours, arm_label, arm_sort_key, metric_direction, rgba
 from robustness.records import FrozenMap
 from robustness.stats import expected_best, success_within
 from robustness.table import RestartTable
@@ -97,11 +97,6 @@ def budget_data(
     )
 
 
-def _rgba(hex_colour: str, alpha: float) -> str:
-    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
-
-
 def plot_budget(data: BudgetData) -> go.Figure:
     """Left: P(>= 1 success in k) with its interval band; right: expected best metric. k on a log axis."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=(
@@ -112,7 +107,7 @@ def plot_budget(data: BudgetData) -> go.Figure:
         fig.add_trace(go.Scatter(x=data.k, y=data.high[i], mode="lines", line={"width": 0}, hoverinfo="skip",
                                  showlegend=False, legendgroup=label), row=1, col=1)
         fig.add_trace(go.Scatter(x=data.k, y=data.low[i], mode="lines", line={"width": 0}, fill="tonexty",
-                                 fillcolor=_rgba(colour, 0.2), hoverinfo="skip", showlegend=False, legendgroup=label),
+                                 fillcolor=rgba(colour, 0.2), hoverinfo="skip", showlegend=False, legendgroup=label),
                       row=1, col=1)
         fig.add_trace(go.Scatter(
             x=data.k, y=data.p[i], mode="lines", line={"color": colour, "width": 2}, name=name, legendgroup=label,
