@@ -161,7 +161,7 @@ def test_progress_grows_while_a_sweep_writes(browser_page: Any, server: str, swe
     """A second sweep, run by the CLI in its own process, shows up and its numbers grow without a reload."""
     study = f"dash-live-{_storage_name(swept)}"
     space = tmp_path / "live.yaml"
-    space.write_text(SPACE.format(study=study, steps=400, every=20, restarts=4, pack=2))
+    space.write_text(SPACE.format(study=study, steps=300, every=20, restarts=2, pack=4))
     page = browser_page
     _open(page, f"{server}/?study=dash-demo")
     proc = subprocess.Popen([sys.executable, "-m", "robustness", "sweep", str(space), "--storage", swept,
@@ -192,8 +192,8 @@ def test_progress_grows_while_a_sweep_writes(browser_page: Any, server: str, swe
         out = proc.communicate(timeout=300)[0] if proc.poll() is None else proc.stdout.read()
     assert proc.returncode == 0, out
     page.wait_for_function(
-        "() => (document.querySelector('#progress-restarts') || {}).innerText === '16 / 16'", timeout=60_000)
-    page.wait_for_function("() => document.querySelector('#study-title').innerText.includes('16 restarts')",
+        "() => (document.querySelector('#progress-restarts') || {}).innerText === '8 / 8'", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#study-title').innerText.includes('8 restarts')",
                            timeout=30_000)  # the views follow the study as it grows
     assert page.locator("#criterion-error").inner_text() == ""
     assert not page.problems, page.problems
