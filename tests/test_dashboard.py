@@ -329,3 +329,16 @@ def test_the_page_loads_plotly_js_from_the_partial_bundle_of_the_same_version(de
 def test_create_app_refuses_a_bad_refresh(demo_url: str) -> None:
     with pytest.raises(ValueError, match="refresh_s"):
         create_app(demo_url, refresh_s=0)
+
+
+def test_two_studies_compare_per_arm_with_their_own_counts(demo_url: str, data: DashboardData) -> None:
+    data.list_ttl_s = 0.0
+    outcomes = demo_outcomes(seed=3)
+    with RestartStore(demo_url) as store:
+        store.write_outcomes(store.open_study("second", attrs={"criterion": str(DEMO.success)}), outcomes)
+    rows = _table(views.compare_studies_view(data, [DEMO.study, "second"], None), "compare-table")
+    for name, source in ((DEMO.study, demo_outcomes()), ("second", outcomes)):
+        mine = [r for r in rows if r["study"] == name]
+        assert mine[0]["arm"] == "none"  # baseline first
+        assert sum(int(r["successes"].split("/")[0]) for r in mine) == sum(o.success for o in source)
+        assert sum(int(r["successes"].split("/")[1]) for r in mine) == len(source)
