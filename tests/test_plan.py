@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from robustness.storage import restart_key
 from robustness.study.plan import (
     auto_pack_size,
@@ -62,6 +64,42 @@ def test_auto_pack_size() -> None:
     assert auto_pack_size(10_000, slots=2) == 256  # capped on CPU
     assert auto_pack_size(0, slots=2) == 1
     assert auto_pack_size(10_000, slots=1, device="cuda", per_restart_bytes=10**6, free_bytes=2 * 10**9) == 1000
+
+
+def test_gpu_pack_size_follows_free_memory_and_the_slots() -> None:
+    gpu = {"device": "cuda", "per_restart_bytes": 2 * 10**6}
+    # half of 80 GB over 2 MB per restart = 20,000, capped at 4096
+    assert auto_pack_size(100_000, slots=1, free_bytes=80 * 10**9, **gpu) == 4096
+    assert auto_pack_size(100_000, slots=1, free_bytes=4 * 10**9, **gpu) == 1000  # a small GPU share
+    assert auto_pack_size(1000, slots=4, free_bytes=80 * 10**9, **gpu) == 250  # four GPUs: four packs
+    assert auto_pack_size(5, slots=1, free_bytes=10**6, **gpu) == 1  # never zero
+
+
+def test_plan_sizes_gpu_packs_from_memory() -> None:
+    s = space(restarts=100)  # 3 cells: 300 restarts
+    plan = plan_sweep(s, done_keys=set(), key=restart_key, pack_size=None, slots=1, gpu_memory=(10**6, 2 * 64 * 10**6))
+    assert plan.pack_size == 64 and [len(p) for p in plan.packs] == [60] * 5  # 5 packs of <= 64, dealt evenly
+    assert plan_sweep(s, done_keys=set(), key=restart_key, pack_size=None, slots=2).pack_size == 150  # CPU
+
+
+def test_restart_memory_measures_parameters_and_activations() -> None:
+    from robustness.training.config import TrainConfig
+    from robustness.training.memory import restart_memory
+    from robustness.training.tasks import DeepMLPTask
+
+    task = DeepMLPTask(dataset="digits", depth=6, width=32)
+    P = 64 * 32 + 32 + 5 * (32 * 32 + 32) + 32 * 10 + 10
+    small = restart_memory(task, TrainConfig(batch_size=32), fused_noise=True)
+    big = restart_memory(task, TrainConfig(batch_size=128, optimizer="adam"), fused_noise=True)
+    assert small.parameters == 4 * P * 3 and big.parameters == 4 * P * 5  # theta, grads, flat grad (+ Adam's 2)
+    assert small.batch == 32 * 64 * 4 + 32 * 8  # float32 images, int64 labels
+    # Autograd keeps at least every hidden layer's (B, 32) float32 output for the backward pass,
+    # and four times the batch keeps four times as much.
+    assert small.activations >= 2 * 6 * 32 * 32 * 4
+    assert big.activations == pytest.approx(4 * small.activations, rel=0.05)
+    philox = restart_memory(task, TrainConfig(batch_size=32, rng="philox"), fused_noise=False)
+    assert philox.parameters > small.parameters  # the torch stream's (R, P) work, without the fused kernel
+    assert small.total == small.parameters + small.batch + max(small.activations, small.evaluation)
 
 
 def test_fingerprint_ignores_the_grid_but_not_the_training() -> None:

@@ -333,7 +333,7 @@ def test_task_names_come_from_the_live_registry(monkeypatch: pytest.MonkeyPatch)
     [
         # unknown keys, with a suggestion
         (lambda d: d.update(restart=3), "restart: unknown key", "did you mean 'restarts'"),
-        (lambda d: d["task"].update(dpeth=3), "task.dpeth: unknown key (did you mean 'depth'?)", "expected one of: name, steps, batch_size, eval_every, dataset"),
+        (lambda d: d["task"].update(dpeth=3), "task.dpeth: unknown key (did you mean 'depth'?)", "expected one of: name, steps, batch_size, eval_every, rng, dataset"),
         (lambda d: d["grid"]["noise"][1].update(gama=[1]), "grid.noise[1].gama: unknown key", "eta, gamma"),
         (lambda d: d["grid"]["noise"][0].update(eta=[1]), "grid.noise[0].eta: unknown key", "no parameters"),
         (lambda d: d.update(resources={"cpus": 1}), "resources.cpus: unknown key", "cpu, gpu"),
@@ -596,3 +596,17 @@ def test_values_are_rendered_only_as_far_as_they_are_printed() -> None:
     shown = _show(level)
     assert len(shown) <= 60 and shown.startswith("[[[[") and shown.endswith("...")
     assert _show({"k" * 1000: 1}) == "a mapping with keys " + "k" * 37 + "..."
+
+
+def test_task_rng_is_checked_and_only_a_non_default_rng_enters_the_fingerprint() -> None:
+    from robustness.study.plan import fingerprint, training_setup
+
+    text = (SPACES / "demo.yaml").read_text()
+    base = parse_search_space(text)
+    keyed = parse_search_space(text.replace("task:\n", "task:\n  rng: philox\n", 1))
+    assert training_setup(keyed)[1].rng == "philox" and training_setup(base)[1].rng == "generator"
+    # studies from before the key keep their fingerprint; switching streams starts another study
+    explicit = parse_search_space(text.replace("task:\n", "task:\n  rng: generator\n", 1))
+    assert fingerprint(explicit) == fingerprint(base) != fingerprint(keyed)
+    with pytest.raises(SearchSpaceError, match=r"task.rng: expected a random-stream kind \(one of: generator, philox\)"):
+        parse_search_space(text.replace("task:\n", "task:\n  rng: mersenne\n", 1))

@@ -37,7 +37,7 @@ def training_setup(space: SearchSpace) -> tuple[Task, TrainConfig]:
     t, o = space.task, space.optimizer
     task = t.build()
     config = TrainConfig.from_options(o.name, o.model_dump(exclude={"name"}), steps=t.steps,
-                                      batch_size=t.batch_size, eval_every=t.eval_every)
+                                      batch_size=t.batch_size, eval_every=t.eval_every, rng=t.rng)
     return task, config
 
 
@@ -54,6 +54,8 @@ def fingerprint(space: SearchSpace) -> str:
         "success": str(space.success),
         "base_seed": space.base_seed,
     }
+    if space.task.rng != "generator":  # only when set, so that studies from before the key keep their fingerprint
+        payload["task"]["rng"] = space.task.rng
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -93,14 +95,17 @@ def auto_pack_size(n: int, *, slots: int, device: str = "cpu", per_restart_bytes
     """Restarts per pack when the file says ``auto``.
 
     CPU: spread the work over the parallel slots, at most MAX_CPU_PACK a pack.
-    GPU: as many as half the free memory holds (the rest is headroom for the
-    allocator and evaluation), at most MAX_GPU_PACK.
+    GPU: spread over the slots too, but no more than half the free memory of one
+    trial's GPU share holds (``per_restart_bytes`` from
+    ``robustness.training.memory.restart_memory``; the other half is headroom
+    for the allocator and for what the estimate misses), at most MAX_GPU_PACK.
     """
     if n <= 0:
         return 1
+    spread = math.ceil(n / max(slots, 1))
     if device.startswith("cuda") and per_restart_bytes and free_bytes:
-        return max(1, min(n, MAX_GPU_PACK, free_bytes // 2 // per_restart_bytes))
-    return max(1, min(MAX_CPU_PACK, math.ceil(n / max(slots, 1))))
+        return max(1, min(spread, MAX_GPU_PACK, free_bytes // 2 // per_restart_bytes))
+    return max(1, min(MAX_CPU_PACK, spread))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,16 +126,21 @@ class SweepPlan:
 
 
 def plan_sweep(space: SearchSpace, *, done_keys: set[str], key: Any, pack_size: int | None, slots: int,
-               own_loop: bool = False) -> SweepPlan:
+               own_loop: bool = False, gpu_memory: tuple[int, int] | None = None) -> SweepPlan:
     """Every restart of the grid whose key is not done yet, in packs of ``pack_size``.
 
     ``key(params, restart)`` is storage's ``restart_key``; passing it in keeps
     this module free of the database layer. A task with its own training loop
     (``own_loop``) gets one restart per trial unless a pack size is given.
+    ``gpu_memory``: (bytes per restart, free bytes of a trial's GPU share) when
+    packs train on GPUs, which then bounds the automatic pack size.
     """
     specs = space.restart_specs()
     todo = [s for s in specs if key(s.params, s.restart) not in done_keys]
-    size = pack_size or space.pack_size or (1 if own_loop else auto_pack_size(len(todo), slots=slots))
+    per_restart, free = gpu_memory or (None, None)
+    auto = auto_pack_size(len(todo), slots=slots, device="cuda" if gpu_memory else "cpu",
+                          per_restart_bytes=per_restart, free_bytes=free)
+    size = pack_size or space.pack_size or (1 if own_loop else auto)
     return SweepPlan(study=space.study, total=len(specs), done=len(specs) - len(todo), packs=cut_packs(todo, size),
                      criterion=space.success, pack_size=size, todo=tuple(todo))
 

@@ -41,6 +41,7 @@ from robustness.training.config import (
     LR_SCHEDULES,
     OPTIMIZER_DEFAULTS,
     OPTIMIZERS,
+    RNGS,
 )
 
 __all__ = [
@@ -264,6 +265,7 @@ StudyName = Annotated[str, _plain(_pattern("a name made of letters, digits, '_',
                                            r"[A-Za-z0-9_.-]{1,128}"))]
 TaskName = Annotated[str, _plain(_pattern("a task name or an import path 'package.module:Class'", r"[A-Za-z0-9_.:-]{1,200}"))]
 OptimizerName = Annotated[str, _plain(_choice("a known optimizer", known_optimizers))]
+RngName = Annotated[str, _plain(_choice("a random-stream kind", lambda: RNGS))]
 Momentum = Annotated[Optional[float], _plain(_number(ge=0, lt=1))]
 Betas = Annotated[Optional[tuple[float, float]], _plain(_betas)]
 PosFloat = Annotated[Optional[float], _plain(_number(gt=0))]
@@ -327,6 +329,9 @@ class TaskConfig(BaseModel):
     steps: PosInt = Field(description="the number of updates, an integer >= 1")
     batch_size: PosInt = 128
     eval_every: PosInt = 100
+    # generator: per-restart torch generators (the plain loop's streams); philox: keyed
+    # streams drawn for the whole pack at once, the GPU path (robustness.training.philox).
+    rng: RngName = "generator"
 
     @model_validator(mode="after")
     def _task_fields(self) -> TaskConfig:
@@ -343,7 +348,7 @@ class TaskConfig(BaseModel):
             raise _error(str(e).removeprefix(f"task {self.name!r}: "), ("name",)) from None
         fields = task_fields(cls)
         given = dict(self.model_extra or {})
-        allowed = ["name", "steps", "batch_size", "eval_every", *fields]
+        allowed = ["name", "steps", "batch_size", "eval_every", "rng", *fields]
         hints = typing.get_type_hints(cls)
         for key, value in given.items():
             if key not in fields:

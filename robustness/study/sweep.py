@@ -598,8 +598,14 @@ def run_sweep(
             study_id = store.open_study(space.study, direction=attrs["direction"], attrs=attrs)
             started = True
             slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
+            own_loop = uses_own_loop(space.task.build())
+            gpu_memory = None
+            if gpus > 0:
+                slots = min(slots, max(1, int(ray.cluster_resources().get("GPU", 0) // gpus)))
+                if not (pack_size or space.pack_size or own_loop):
+                    gpu_memory = _gpu_memory(space, gpus)
             plan = plan_sweep(space, done_keys=store.done_keys(study_id), key=restart_key, pack_size=pack_size,
-                              slots=slots, own_loop=uses_own_loop(space.task.build()))
+                              slots=slots, own_loop=own_loop, gpu_memory=gpu_memory)
             return _execute(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, slots=slots,
                             lease_ttl_s=lease_ttl_s, max_failures=max_failures,
                             checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, progress=progress,
@@ -650,6 +656,29 @@ def _new_sqlite_file(storage: str | None) -> Path | None:
         return None
     path = Path(url.database)
     return None if path.exists() else path
+
+
+def _gpu_memory(space: SearchSpace, gpus: float) -> tuple[int, int]:
+    """(bytes one restart takes, free bytes of one trial's GPU share), for the GPU pack size.
+
+    The restart's bytes are measured here on CPU (one update of a one-restart
+    pack); the free memory is asked of a GPU worker, since the driver may have none.
+    """
+    import ray
+
+    from robustness.training.memory import restart_memory
+
+    task, config = training_setup(space)
+    per_restart = restart_memory(task, config).total
+
+    @ray.remote(num_gpus=gpus, num_cpus=0)
+    def free_bytes() -> int:
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0])
+
+    # A fractional GPU is shared by 1 / gpus trials: each gets that share of it.
+    return per_restart, int(ray.get(free_bytes.remote(), timeout=300) * min(gpus, 1.0))
 
 
 def _check_resources(cluster: dict[str, float], *, cpus: float, gpus: float, source: str) -> None:

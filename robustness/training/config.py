@@ -15,8 +15,8 @@ from types import MappingProxyType
 from typing import Any, Optional
 
 __all__ = [
-    "DEFAULT_LR_SCHEDULE", "DEFAULT_OPTIMIZER", "LR_SCHEDULES", "LR_SCHEDULE_DEFAULTS", "OPTIMIZERS",
-    "OPTIMIZER_DEFAULTS", "LRSchedule", "TrainConfig",
+    "DEFAULT_LR_SCHEDULE", "DEFAULT_OPTIMIZER", "DEFAULT_RNG", "LR_SCHEDULES", "LR_SCHEDULE_DEFAULTS", "OPTIMIZERS",
+    "OPTIMIZER_DEFAULTS", "RNGS", "LRSchedule", "TrainConfig",
 ]
 
 _ADAM = {"betas": (0.9, 0.999), "eps": 1e-8}
@@ -96,6 +96,15 @@ class LRSchedule:
         return 1.0
 
 
+# A pack's random streams (noise and data order), per restart either way:
+# - generator: one torch.Generator per restart and stream, drawn restart by restart;
+#   bit-identical to the plain loop (torch.optim + GradientNoise) on one device.
+# - philox: counter-based Philox keyed by the restart's seeds (robustness.training.philox):
+#   every restart's draws in one call per update, the GPU path (a fused Triton kernel).
+RNGS = ("generator", "philox")
+DEFAULT_RNG = "generator"
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How every restart of a pack is trained (the per-restart knobs live in RestartSpec)."""
@@ -112,10 +121,14 @@ class TrainConfig:
     eps: float = OPTIMIZER_DEFAULTS["adam"]["eps"]  # Adam and AdamW only
     lr_schedule: LRSchedule = LRSchedule()  # one factor for the whole pack, times each restart's lr
     eval_chunk: int = 2048  # evaluation examples per forward: bounds memory at R x chunk x width
+    # Where a pack's noise and data order come from (see RNGS). Changing it changes every restart's draws.
+    rng: str = DEFAULT_RNG
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {list(OPTIMIZERS)}")
+        if self.rng not in RNGS:
+            raise ValueError(f"unknown rng {self.rng!r}; known: {list(RNGS)}")
         for name in ("steps", "batch_size", "eval_every", "eval_chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

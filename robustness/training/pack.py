@@ -16,6 +16,16 @@ init scheme and noise schedule. A restart trained in a pack gives the same
 result as the same restart trained alone with ``robustness.training.reference`` (a
 plain ``nn.Module``, ``torch.optim`` and ``GradientNoise``): the tests check it.
 
+Where the data order and the noise come from is ``TrainConfig.rng``:
+
+- ``generator`` (default): one ``torch.Generator`` per restart and stream, drawn
+  restart by restart (R small calls per update; the plain loop's streams);
+- ``philox``: counter-based streams keyed by the restart's seeds
+  (``robustness.training.philox``), each drawn for the whole pack in one call:
+  the data order once per epoch as an (R, n) batched sort, the noise by the fused
+  Triton kernel on CUDA (``robustness.training.triton_noise``) or torch ops
+  elsewhere. Launches and Python calls per update then do not depend on R.
+
 One update, in the order of the paper (and of ``GradientNoise.step``)::
 
     loss_r = mean_b task.loss(f(theta_r, x_rb), y_rb)   forward, backward on sum_r loss_r
@@ -40,10 +50,12 @@ import torch
 from robustness.criterion import Criterion
 from robustness.noise import clip_coefficient
 from robustness.records import CurvePoint, RestartOutcome
+from robustness.training import triton_noise
 from robustness.training.config import TrainConfig
 from robustness.training.data import Dataset
 from robustness.training.models import flatten_params, init_module
 from robustness.training.optimizers import make_pack_optimizer
+from robustness.training.philox import keyed_permutations, noise_offsets, philox_randn
 from robustness.training.spec import RestartSpec, derived_seeds
 from robustness.training.tasks import SampledData, Task, TaskData, TensorData, as_task_data
 
@@ -143,18 +155,35 @@ class PackTrainer:
         self._grad = torch.empty_like(self.theta)
         self._xbuf: torch.Tensor | None = None
 
-        if isinstance(self.data, TensorData):
-            self.orders = [BatchOrder(d, self.data.n_train, config.batch_size) for _, d, _ in seeds]
-        else:  # synthetic batches, drawn from each restart's own data generator
-            self.orders = [SampledOrder(d) for _, d, _ in seeds]
-        self.noise_gens = {
-            r: torch.Generator(device=self.device).manual_seed(seeds[r][2])
-            for r, s in enumerate(self.specs)
-            if s.schedule.is_noisy
-        }
         # Restarts share schedules (they come from a grid): compute sigma_t once per distinct schedule.
         self._schedules = list(dict.fromkeys(s.schedule for s in self.specs))
         self._schedule_of = [self._schedules.index(s.schedule) for s in self.specs]
+        self.philox = config.rng == "philox"
+        tensor_data = isinstance(self.data, TensorData)
+        if tensor_data and config.batch_size > self.data.n_train:
+            raise ValueError(f"batch_size {config.batch_size} exceeds the {self.data.n_train} training examples")
+        self.orders: list[BatchOrder | SampledOrder] = []
+        self.noise_gens: dict[int, torch.Generator] = {}
+        if self.philox:
+            # Keyed streams: every restart's data order and noise for an update in one call each.
+            self._data_seeds = torch.tensor([d for _, d, _ in seeds], dtype=torch.int64, device=self.device)
+            self._noise_seeds = torch.tensor([z for _, _, z in seeds], dtype=torch.int64, device=self.device)
+            self._schedule_index = torch.tensor(self._schedule_of, device=self.device)
+            self._noisy_pack = any(s.schedule.is_noisy for s in self.specs)
+            self._perm: torch.Tensor | None = None  # (R, n): this epoch's order of every restart
+            self._perm_epoch = -1
+            if not tensor_data:  # synthetic batches come from the task's sampler, restart by restart
+                self.orders = [SampledOrder(d) for _, d, _ in seeds]
+        else:
+            if tensor_data:
+                self.orders = [BatchOrder(d, self.data.n_train, config.batch_size) for _, d, _ in seeds]
+            else:  # synthetic batches, drawn from each restart's own data generator
+                self.orders = [SampledOrder(d) for _, d, _ in seeds]
+            self.noise_gens = {
+                r: torch.Generator(device=self.device).manual_seed(seeds[r][2])
+                for r, s in enumerate(self.specs)
+                if s.schedule.is_noisy
+            }
         self.lr = torch.tensor([s.lr for s in self.specs], device=self.device)
         self.clip = torch.tensor([s.clip_norm or float("inf") for s in self.specs], device=self.device)
         self.optimizer = make_pack_optimizer(config, self.theta)
@@ -173,15 +202,25 @@ class PackTrainer:
         self._noise_work = [self._noisy[i::threads] for i in range(threads)] if self._pool else [self._noisy]
 
     # -- one update ------------------------------------------------------------
+    def _indices(self) -> torch.Tensor:
+        """Every restart's example indices for this update, flat: (R * B,) on the pack's device."""
+        B = self.config.batch_size
+        if not self.philox:
+            return torch.stack([o.indices(self.step) for o in self.orders]).to(self.device).view(-1)
+        epoch, i = divmod(self.step, self.data.n_train // B)  # the last partial batch is dropped, as in BatchOrder
+        if epoch != self._perm_epoch:
+            self._perm, self._perm_epoch = keyed_permutations(self._data_seeds, self.data.n_train, epoch), epoch
+        return self._perm[:, i * B : (i + 1) * B].reshape(-1)  # type: ignore[index]
+
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each restart's own batch: x ``(R, B, *input)``, y ``(R, B, *target)``."""
-        R, B = len(self.orders), self.config.batch_size
+        R, B = len(self.specs), self.config.batch_size
         if isinstance(self.data, SampledData):
             pairs = [self.data.sample(o.generator, B) for o in self.orders]
             return (torch.stack([x for x, _ in pairs]).to(self.device),
                     torch.stack([y for _, y in pairs]).to(self.device))
         train_x, train_y = self.data.train_x, self.data.train_y
-        idx = torch.stack([o.indices(self.step) for o in self.orders]).to(self.device).view(-1)  # (R * B,)
+        idx = self._indices()  # (R * B,)
         if self._xbuf is None:
             self._xbuf = torch.empty(R * B, *train_x.shape[1:], dtype=train_x.dtype, device=self.device)
         # Gather into one reused buffer: the batch is the largest tensor of a step.
@@ -193,13 +232,23 @@ class PackTrainer:
         return {**self._params, **self.buffers}
 
     def _add_noise(self, g: torch.Tensor) -> None:
-        """g[r] += sigma_t(r) * z_r, z_r ~ N(0, I) drawn from restart r's own generator.
+        """g[r] += sigma_t(r) * z_r, z_r ~ N(0, I) drawn from restart r's own stream.
 
-        Each restart's draw lands in a small per-thread buffer and is added at
+        Philox: one call for the pack (see the module docstring). Generators: each
+        restart's draw lands in a small per-thread buffer and is added at
         once, while it is still in cache: no (R, P) noise tensor, no extra pass.
         The arithmetic is GradientNoise.step's: ``g.add_(z, alpha=sigma_t)``.
         """
         stds = [math.sqrt(s.variance(self.step)) for s in self._schedules]
+        if self.philox:
+            # One call for the pack: sigma per restart by one gather, the draws keyed by restart seeds.
+            std = torch.tensor(stds, dtype=g.dtype).to(self.device)[self._schedule_index]
+            if triton_noise.available(self.device):
+                triton_noise.add_noise_(g, self._noise_seeds, std, self.step)
+            else:
+                z = philox_randn(self._noise_seeds, noise_offsets(self.step, g.shape[1], self.device))
+                g.addcmul_(z, std.unsqueeze(1))
+            return
         P = g.shape[1]
 
         def work(rows: Sequence[int]) -> None:
@@ -232,7 +281,7 @@ class PackTrainer:
             # first is free and saves a pass; on a GPU it would be a sync point.
             if self.device.type != "cpu" or not bool(self.active.all()):
                 g.masked_fill_(~self.active.unsqueeze(1), 0.0)
-            if self.noise_gens:
+            if self.noise_gens or (self.philox and self._noisy_pack):
                 self._add_noise(g)
             # The pack's LR schedule: one factor, a function of the update count alone, for all restarts.
             self.optimizer.step(g, self.lr * self.active * self.config.lr_schedule.factor(self.step, self.config.steps))
@@ -311,7 +360,7 @@ class PackTrainer:
             return t.detach().to("cpu", copy=True)
 
         return {
-            "step": self.step, "theta": snap(self.theta), "optimizer": self.optimizer.state_dict(),
+            "rng": self.config.rng, "step": self.step, "theta": snap(self.theta), "optimizer": self.optimizer.state_dict(),
             "buffers": {n: snap(b) for n, b in self.buffers.items()},
             "active": snap(self.active), "diverged_at": snap(self.diverged_at),
             "loss_sum": snap(self._loss_sum), "loss_n": snap(self._loss_n), "elapsed": self.elapsed,
@@ -324,6 +373,8 @@ class PackTrainer:
         if state["theta"].shape != self.theta.shape:
             raise ValueError(f"checkpoint holds parameters of shape {tuple(state['theta'].shape)}, "
                              f"this pack {tuple(self.theta.shape)}")
+        if state.get("rng", "generator") != self.config.rng:
+            raise ValueError(f"checkpoint drew from rng {state.get('rng', 'generator')!r}, this pack from {self.config.rng!r}")
         dev = self.device
 
         def own(t: torch.Tensor) -> torch.Tensor:  # never keep the caller's tensors
