@@ -66,6 +66,26 @@ def test_auto_pack_size() -> None:
     assert auto_pack_size(10_000, slots=1, device="cuda", per_restart_bytes=10**6, free_bytes=2 * 10**9) == 1000
 
 
+def test_cpu_pack_size_follows_the_cache_share_of_a_slot() -> None:
+    cpu = {"per_restart_bytes": 2_500_000, "cache_bytes": 300 * 2**20}  # deep-20 MNIST, 300 MiB L3
+    assert auto_pack_size(10_000, slots=2, **cpu) == 62  # 150 MiB / 2.5 MB: past it, every step goes to memory
+    assert auto_pack_size(10_000, slots=1, **cpu) == 125
+    assert auto_pack_size(10_000, slots=2, per_restart_bytes=10**9, cache_bytes=32 * 2**20) == 8  # the floor
+    assert auto_pack_size(10_000, slots=2, per_restart_bytes=1000, cache_bytes=2**30) == 256  # the cap
+    assert auto_pack_size(40, slots=2, **cpu) == 20  # spread first
+    assert auto_pack_size(10_000, slots=2, per_restart_bytes=None, cache_bytes=2**30) == 256  # unknown: the cap
+
+
+def test_last_level_cache_is_read_from_sysfs() -> None:
+    from robustness.study.plan import last_level_cache_bytes
+
+    cache = last_level_cache_bytes()
+    if not Path("/sys/devices/system/cpu/cpu0/cache").is_dir():
+        assert cache is None
+    else:
+        assert cache is not None and cache >= 2**20  # every x86 CPU of the last decade has >= 1 MiB
+
+
 def test_gpu_pack_size_follows_free_memory_and_the_slots() -> None:
     gpu = {"device": "cuda", "per_restart_bytes": 2 * 10**6}
     # half of 80 GB over 2 MB per restart = 20,000, capped at 4096

@@ -23,11 +23,14 @@ from robustness.training.config import TrainConfig
 from robustness.training.spec import RestartSpec
 from robustness.training.tasks import Task
 
-__all__ = ["SweepPlan", "auto_pack_size", "code_revision", "cut_packs", "fingerprint", "plan_sweep", "study_attrs", "training_setup"]
+__all__ = ["SweepPlan", "auto_pack_size", "last_level_cache_bytes", "code_revision", "cut_packs", "fingerprint", "plan_sweep", "study_attrs", "training_setup"]
 
 # CPU packs beyond this gain little per restart (see docs/benchmarks.md) and make
 # retries and checkpoints coarse.
 MAX_CPU_PACK = 256
+# Below this, a CPU pack's per-restart cost rises again: the fixed cost of a step
+# (Python, op dispatch, the optimizer's launches) is shared by too few restarts.
+MIN_CPU_PACK = 8
 # On a GPU the pack is bounded by memory instead (see auto_pack_size).
 MAX_GPU_PACK = 4096
 
@@ -90,11 +93,33 @@ def study_attrs(space: SearchSpace, versions: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def last_level_cache_bytes() -> int | None:
+    """The size of this machine's largest CPU cache (Linux sysfs), or None where it is not known."""
+    sizes = []
+    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = f.read_text().strip()
+        except OSError:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:].upper(), 1)
+        digits = text[:-1] if scale > 1 else text
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes) if sizes else None
+
+
 def auto_pack_size(n: int, *, slots: int, device: str = "cpu", per_restart_bytes: int | None = None,
-                   free_bytes: int | None = None) -> int:
+                   free_bytes: int | None = None, cache_bytes: int | None = None) -> int:
     """Restarts per pack when the file says ``auto``.
 
-    CPU: spread the work over the parallel slots, at most MAX_CPU_PACK a pack.
+    CPU: spread the work over the parallel slots, at most as many restarts as
+    the slot's share of the last-level cache holds (``cache_bytes / slots /
+    per_restart_bytes``), but no fewer than MIN_CPU_PACK and no more than
+    MAX_CPU_PACK. A pack's step streams its parameters, gradients and
+    activations: while they fit in cache, the cost per restart-step is flat in
+    R; past it, every step goes to memory. On the 2-core Xeon of
+    docs/benchmarks.md (300 MiB L3, deep-20 MNIST at about 2.5 MB a restart)
+    that knee lies between R = 64 and 128, as measured.
     GPU: spread over the slots too, but no more than half the free memory of one
     trial's GPU share holds (``per_restart_bytes`` from
     ``robustness.training.memory.restart_memory``; the other half is headroom
@@ -105,7 +130,10 @@ def auto_pack_size(n: int, *, slots: int, device: str = "cpu", per_restart_bytes
     spread = math.ceil(n / max(slots, 1))
     if device.startswith("cuda") and per_restart_bytes and free_bytes:
         return max(1, min(spread, MAX_GPU_PACK, free_bytes // 2 // per_restart_bytes))
-    return max(1, min(MAX_CPU_PACK, spread))
+    cap = MAX_CPU_PACK
+    if per_restart_bytes and cache_bytes:
+        cap = min(cap, max(MIN_CPU_PACK, cache_bytes // max(slots, 1) // per_restart_bytes))
+    return max(1, min(cap, spread))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,20 +154,25 @@ class SweepPlan:
 
 
 def plan_sweep(space: SearchSpace, *, done_keys: set[str], key: Any, pack_size: int | None, slots: int,
-               own_loop: bool = False, gpu_memory: tuple[int, int] | None = None) -> SweepPlan:
+               own_loop: bool = False, gpu_memory: tuple[int, int] | None = None,
+               cpu_memory: tuple[int, int] | None = None) -> SweepPlan:
     """Every restart of the grid whose key is not done yet, in packs of ``pack_size``.
 
     ``key(params, restart)`` is storage's ``restart_key``; passing it in keeps
     this module free of the database layer. A task with its own training loop
     (``own_loop``) gets one restart per trial unless a pack size is given.
     ``gpu_memory``: (bytes per restart, free bytes of a trial's GPU share) when
-    packs train on GPUs, which then bounds the automatic pack size.
+    packs train on GPUs; ``cpu_memory``: (bytes per restart, last-level cache
+    bytes) on CPUs. Either then bounds the automatic pack size (see :func:`auto_pack_size`).
     """
     specs = space.restart_specs()
     todo = [s for s in specs if key(s.params, s.restart) not in done_keys]
-    per_restart, free = gpu_memory or (None, None)
-    auto = auto_pack_size(len(todo), slots=slots, device="cuda" if gpu_memory else "cpu",
-                          per_restart_bytes=per_restart, free_bytes=free)
+    if gpu_memory:
+        auto = auto_pack_size(len(todo), slots=slots, device="cuda", per_restart_bytes=gpu_memory[0],
+                              free_bytes=gpu_memory[1])
+    else:
+        per_restart, cache = cpu_memory or (None, None)
+        auto = auto_pack_size(len(todo), slots=slots, per_restart_bytes=per_restart, cache_bytes=cache)
     size = pack_size or space.pack_size or (1 if own_loop else auto)
     return SweepPlan(study=space.study, total=len(specs), done=len(specs) - len(todo), packs=cut_packs(todo, size),
                      criterion=space.success, pack_size=size, todo=tuple(todo))

@@ -58,7 +58,15 @@ from robustness.storage import (
     restart_key,
 )
 from robustness.study.check import check_trainable
-from robustness.study.plan import SweepPlan, cut_packs, plan_sweep, study_attrs, training_setup
+from robustness.study.plan import (
+    MIN_CPU_PACK,
+    SweepPlan,
+    cut_packs,
+    last_level_cache_bytes,
+    plan_sweep,
+    study_attrs,
+    training_setup,
+)
 from robustness.study.search_space import SearchSpace
 from robustness.training.loop import train_with_loop, uses_own_loop
 from robustness.training.pack import PackTrainer, TrainConfig
@@ -599,13 +607,17 @@ def run_sweep(
             started = True
             slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-9)))
             own_loop = uses_own_loop(space.task.build())
-            gpu_memory = None
+            gpu_memory = cpu_memory = None
+            auto = not (pack_size or space.pack_size or own_loop)
             if gpus > 0:
                 slots = min(slots, max(1, int(ray.cluster_resources().get("GPU", 0) // gpus)))
-                if not (pack_size or space.pack_size or own_loop):
-                    gpu_memory = _gpu_memory(space, gpus)
+                gpu_memory = _gpu_memory(space, gpus) if auto else None
+            elif auto and len(space.cells()) * space.restarts > MIN_CPU_PACK * slots:
+                # Only when the spread could exceed the smallest pack: measuring costs one small update.
+                cache = last_level_cache_bytes()
+                cpu_memory = (_restart_bytes(space), cache) if cache else None
             plan = plan_sweep(space, done_keys=store.done_keys(study_id), key=restart_key, pack_size=pack_size,
-                              slots=slots, own_loop=own_loop, gpu_memory=gpu_memory)
+                              slots=slots, own_loop=own_loop, gpu_memory=gpu_memory, cpu_memory=cpu_memory)
             return _execute(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, slots=slots,
                             lease_ttl_s=lease_ttl_s, max_failures=max_failures,
                             checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, progress=progress,
@@ -658,6 +670,14 @@ def _new_sqlite_file(storage: str | None) -> Path | None:
     return None if path.exists() else path
 
 
+def _restart_bytes(space: SearchSpace) -> int:
+    """The memory one restart of ``space`` takes in a pack, measured by one update on CPU."""
+    from robustness.training.memory import restart_memory
+
+    task, config = training_setup(space)
+    return restart_memory(task, config).total
+
+
 def _gpu_memory(space: SearchSpace, gpus: float) -> tuple[int, int]:
     """(bytes one restart takes, free bytes of one trial's GPU share), for the GPU pack size.
 
@@ -666,10 +686,7 @@ def _gpu_memory(space: SearchSpace, gpus: float) -> tuple[int, int]:
     """
     import ray
 
-    from robustness.training.memory import restart_memory
-
-    task, config = training_setup(space)
-    per_restart = restart_memory(task, config).total
+    per_restart = _restart_bytes(space)
 
     @ray.remote(num_gpus=gpus, num_cpus=0)
     def free_bytes() -> int:
