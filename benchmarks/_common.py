@@ -60,6 +60,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                         help="MNIST folder (default: $ROBUSTNESS_DATA_DIR, else ../shared/data/mnist)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice, usually all cores)")
+    parser.add_argument("--rng", choices=["auto", "generator", "philox"], default="auto",
+                        help="the packs' random streams (default auto: philox on CUDA, generator on CPU; see TrainConfig.rng)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default: a few with --quick, more without)")
 
 
@@ -138,8 +140,14 @@ def make_specs(R: int, schedule: NoiseSchedule) -> list[RestartSpec]:
     return [RestartSpec.make(restart=r, lr=LR, schedule=schedule, clip_norm=CLIP) for r in range(R)]
 
 
-def make_pack(task: DeepMLPTask, data: Dataset, R: int, schedule: NoiseSchedule, device: torch.device) -> PackTrainer:
-    config = TrainConfig(steps=NEVER, batch_size=BATCH, eval_every=NEVER)
+def resolve_rng(rng: str, device: torch.device) -> str:
+    """``--rng auto``: the keyed streams on CUDA (one launch per update), the per-restart generators on CPU."""
+    return ("philox" if device.type == "cuda" else "generator") if rng == "auto" else rng
+
+
+def make_pack(task: DeepMLPTask, data: Dataset, R: int, schedule: NoiseSchedule, device: torch.device,
+              rng: str = "generator") -> PackTrainer:
+    config = TrainConfig(steps=NEVER, batch_size=BATCH, eval_every=NEVER, rng=rng)
     return PackTrainer(task, make_specs(R, schedule), config, criterion=CRITERION, device=device, data=data)
 
 

@@ -67,7 +67,8 @@ def build(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     P = sum(p.numel() for p in module.parameters())
     flops = C.flops_per_restart_step(module, C.BATCH)
     loops = {name: C.LoopRunner(task, data, s, device) for name, s in (("clean", CLEAN), ("noisy", NOISY))}
-    packs = {name: C.make_pack(task, data, R, s, device) for name, s in (("clean", CLEAN), ("noisy", NOISY))}
+    rng = C.resolve_rng(args.rng, device)
+    packs = {name: C.make_pack(task, data, R, s, device, rng) for name, s in (("clean", CLEAN), ("noisy", NOISY))}
     gen = torch.Generator(device=device).manual_seed(0)  # own stream: the loops' noise stays untouched
 
     def loop_draw(k: int) -> None:
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     text = [
         f"bench_noise_overhead: deep-{C.DEPTH}x{C.WIDTH} MLP on {data.name} (input dim {data.input_dim}), "
         f"batch {C.BATCH}, SGD lr {C.LR}, clip {C.CLIP:g}; {NOISY} vs {CLEAN}",
-        f"device {device} ({machine['device_name']}), torch {machine['torch']}, {machine['threads']} threads, "
+        f"device {device} ({machine['device_name']}), rng {C.resolve_rng(args.rng, device)}, torch {machine['torch']}, {machine['threads']} threads, "
         f"load average at start {machine['load_average_at_start']}",
         f"{b['P']} parameters (= Gaussians) per restart-step; {b['flops'] / b['P']:.0f} FLOPs per parameter per step "
         f"(6 x {C.BATCH} x MACs / params); {gemm.name}: {gemm_rate / 1e9:.1f} GFLOP/s",
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "bench_noise_overhead", "date": C.now_utc(), "machine": machine,
         "settings": {
             "quick": args.quick, "rounds": b["rounds"], "block_s": b["block_s"], "dataset": data.name,
+            "rng": C.resolve_rng(args.rng, device),
             "input_dim": data.input_dim, "depth": C.DEPTH, "width": C.WIDTH, "batch": C.BATCH, "lr": C.LR,
             "clip_norm": C.CLIP, "noisy": NOISY.params(), "clean": CLEAN.params(), "dtype": "float32",
             "params_per_restart": b["P"], "flops_per_restart_step": b["flops"],

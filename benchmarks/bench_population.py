@@ -85,7 +85,7 @@ def build(args: argparse.Namespace, device: torch.device, t0: float) -> dict[str
                 skipped.append(R)
                 continue
         start = time.perf_counter()
-        trainer = C.make_pack(task, data, R, SCHEDULE, device)
+        trainer = C.make_pack(task, data, R, SCHEDULE, device, C.resolve_rng(args.rng, device))
         build_s = time.perf_counter() - start
         v = C.Variant(f"pack R={R}", lambda k, tr=trainer: tr.run(until=tr.step + k), restarts=R, flops=R * flops)
         per_unit[v.name] = C.calibrate(v, block_s, device)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     text = [
         f"bench_population: deep-{C.DEPTH}x{C.WIDTH} MLP on {data.name} (input dim {data.input_dim}), batch {C.BATCH}, "
         f"SGD lr {C.LR}, clip {C.CLIP:g}, {SCHEDULE}",
-        f"device {device} ({machine['device_name']}), torch {machine['torch']}, {machine['threads']} threads, "
+        f"device {device} ({machine['device_name']}), rng {C.resolve_rng(args.rng, device)}, torch {machine['torch']}, {machine['threads']} threads, "
         f"load average at start {machine['load_average_at_start']}",
         f"{params} parameters per restart; FLOPs per restart-step = 6 x {C.BATCH} x {C.linear_macs(module)} MACs "
         f"= {b['flops'] / 1e6:.1f} MFLOP (biases, ReLU, loss, noise, optimizer not counted)",
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "bench_population", "date": C.now_utc(), "machine": machine,
         "settings": {
             "quick": args.quick, "rounds": b["rounds"], "block_s": b["block_s"], "dataset": data.name,
+            "rng": C.resolve_rng(args.rng, device),
             "input_dim": data.input_dim, "depth": C.DEPTH, "width": C.WIDTH, "batch": C.BATCH, "lr": C.LR,
             "clip_norm": C.CLIP, "schedule": SCHEDULE.params(), "dtype": "float32",
             "params_per_restart": params, "macs_per_example": C.linear_macs(module),
