@@ -61,7 +61,7 @@ def test_packs_are_dealt_so_each_holds_the_same_mix_of_cells() -> None:
 
 def test_auto_pack_size() -> None:
     assert auto_pack_size(96, slots=2) == 48  # spread over the parallel slots
-    assert auto_pack_size(10_000, slots=2) == 256  # capped on CPU
+    assert auto_pack_size(10_000, slots=2) == 250  # capped at 256 on CPU, in 20 whole rounds of 2 packs
     assert auto_pack_size(0, slots=2) == 1
     assert auto_pack_size(10_000, slots=1, device="cuda", per_restart_bytes=10**6, free_bytes=2 * 10**9) == 1000
 
@@ -71,9 +71,23 @@ def test_cpu_pack_size_follows_the_cache_share_of_a_slot() -> None:
     assert auto_pack_size(10_000, slots=2, **cpu) == 62  # 150 MiB / 2.5 MB: past it, every step goes to memory
     assert auto_pack_size(10_000, slots=1, **cpu) == 125
     assert auto_pack_size(10_000, slots=2, per_restart_bytes=10**9, cache_bytes=32 * 2**20) == 8  # the floor
-    assert auto_pack_size(10_000, slots=2, per_restart_bytes=1000, cache_bytes=2**30) == 256  # the cap
+    assert auto_pack_size(10_000, slots=2, per_restart_bytes=1000, cache_bytes=2**30) == 250  # the cap
     assert auto_pack_size(40, slots=2, **cpu) == 20  # spread first
-    assert auto_pack_size(10_000, slots=2, per_restart_bytes=None, cache_bytes=2**30) == 256  # unknown: the cap
+
+
+def test_auto_packs_come_in_whole_rounds_of_the_slots() -> None:
+    cpu = {"per_restart_bytes": 2_500_000, "cache_bytes": 300 * 2**20}  # a cap of 62 on two slots
+    # 150 restarts over caps of 62: 3 packs would leave a slot idle in the last round, so 4 of 37-38
+    assert auto_pack_size(150, slots=2, **cpu) == 38
+    assert [len(p) for p in cut_packs(list(range(150)), 38)] == [38, 38, 37, 37]
+    # 130: a tenth of a pack over the cap per slot is cheaper than a second round
+    assert auto_pack_size(130, slots=2, **cpu) == 65
+    for n in range(1, 2000, 7):  # never above the cap by more than the slack, and the pack count is a multiple of the slots
+        size = auto_pack_size(n, slots=2, **cpu)
+        packs = math.ceil(n / size)
+        assert size <= 62 * 1.1 or n <= 2 * 62 * 1.1
+        assert packs == 1 or packs % 2 == 0, (n, size, packs)
+    assert auto_pack_size(10_000, slots=2, per_restart_bytes=None, cache_bytes=2**30) == 250  # unknown: the cap
 
 
 def test_last_level_cache_is_read_from_sysfs() -> None:
@@ -89,7 +103,7 @@ def test_last_level_cache_is_read_from_sysfs() -> None:
 def test_gpu_pack_size_follows_free_memory_and_the_slots() -> None:
     gpu = {"device": "cuda", "per_restart_bytes": 2 * 10**6}
     # half of 80 GB over 2 MB per restart = 20,000, capped at 4096
-    assert auto_pack_size(100_000, slots=1, free_bytes=80 * 10**9, **gpu) == 4096
+    assert auto_pack_size(100_000, slots=1, free_bytes=80 * 10**9, **gpu) == 4000  # 25 packs of 4000
     assert auto_pack_size(100_000, slots=1, free_bytes=4 * 10**9, **gpu) == 1000  # a small GPU share
     assert auto_pack_size(1000, slots=4, free_bytes=80 * 10**9, **gpu) == 250  # four GPUs: four packs
     assert auto_pack_size(5, slots=1, free_bytes=10**6, **gpu) == 1  # never zero
@@ -98,7 +112,7 @@ def test_gpu_pack_size_follows_free_memory_and_the_slots() -> None:
 def test_plan_sizes_gpu_packs_from_memory() -> None:
     s = space(restarts=100)  # 3 cells: 300 restarts
     plan = plan_sweep(s, done_keys=set(), key=restart_key, pack_size=None, slots=1, gpu_memory=(10**6, 2 * 64 * 10**6))
-    assert plan.pack_size == 64 and [len(p) for p in plan.packs] == [60] * 5  # 5 packs of <= 64, dealt evenly
+    assert plan.pack_size == 60 and [len(p) for p in plan.packs] == [60] * 5  # 5 packs of <= 64, dealt evenly
     assert plan_sweep(s, done_keys=set(), key=restart_key, pack_size=None, slots=2).pack_size == 150  # CPU
 
 

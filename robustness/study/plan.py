@@ -33,6 +33,8 @@ MAX_CPU_PACK = 256
 MIN_CPU_PACK = 8
 # On a GPU the pack is bounded by memory instead (see auto_pack_size).
 MAX_GPU_PACK = 4096
+# How far (in packs per slot) the packs may pass their modelled cap rather than add a round.
+CAP_SLACK = 0.1
 
 
 def training_setup(space: SearchSpace) -> tuple[Task, TrainConfig]:
@@ -118,22 +120,31 @@ def auto_pack_size(n: int, *, slots: int, device: str = "cpu", per_restart_bytes
     MAX_CPU_PACK. A pack's step streams its parameters, gradients and
     activations: while they fit in cache, the cost per restart-step is flat in
     R; past it, every step goes to memory. On the 2-core Xeon of
-    docs/benchmarks.md (300 MiB L3, deep-20 MNIST at about 2.5 MB a restart)
-    that knee lies between R = 64 and 128, as measured.
+    docs/benchmarks.md (300 MiB L3, deep-20 MNIST at about 2.2 MB a restart,
+    a cap of 70 on two slots) one pack on both threads costs the same per
+    restart-step from R = 32 to 128 and 27 % more at R = 256, where the pack
+    alone outgrows the cache.
     GPU: spread over the slots too, but no more than half the free memory of one
     trial's GPU share holds (``per_restart_bytes`` from
     ``robustness.training.memory.restart_memory``; the other half is headroom
     for the allocator and for what the estimate misses), at most MAX_GPU_PACK.
+    Either way the restarts are then dealt into whole rounds of ``slots`` packs.
     """
     if n <= 0:
         return 1
-    spread = math.ceil(n / max(slots, 1))
+    slots = max(slots, 1)
     if device.startswith("cuda") and per_restart_bytes and free_bytes:
-        return max(1, min(spread, MAX_GPU_PACK, free_bytes // 2 // per_restart_bytes))
-    cap = MAX_CPU_PACK
-    if per_restart_bytes and cache_bytes:
-        cap = min(cap, max(MIN_CPU_PACK, cache_bytes // max(slots, 1) // per_restart_bytes))
-    return max(1, min(cap, spread))
+        cap = max(1, min(MAX_GPU_PACK, free_bytes // 2 // per_restart_bytes))
+    else:
+        cap = MAX_CPU_PACK
+        if per_restart_bytes and cache_bytes:
+            cap = min(cap, max(MIN_CPU_PACK, cache_bytes // slots // per_restart_bytes))
+    # Whole rounds: every slot trains the same number of packs, so none idles while
+    # the last round runs. The cap is a model, so the packs may pass it by a tenth
+    # of a pack per slot rather than add a round (144 restarts, cap 70, two slots:
+    # 2 packs of 72, not 4 of 36); with many rounds that slack spreads thin.
+    rounds = max(1, math.ceil(n / (slots * cap) - CAP_SLACK))
+    return max(1, math.ceil(n / (slots * rounds)))
 
 
 @dataclasses.dataclass(frozen=True)
