@@ -9,6 +9,8 @@ import http.server
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -381,6 +383,39 @@ def test_load_digits() -> None:
     test = np.bincount(ds.test_y, minlength=10)
     assert (np.bincount(ds.train_y, minlength=10) + test).tolist() == total.tolist()
     assert np.all(np.abs(test - 0.25 * total) <= 1)
+
+
+def test_digits_split_is_scikit_learns_index_for_index() -> None:
+    """The loader reads the file without importing scikit-learn; the split must stay its split."""
+    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_load_digits()
+    x = np.asarray(bunch.data, dtype=np.float32) / np.float32(16.0)
+    train_x, test_x, train_y, test_y = train_test_split(x, bunch.target, test_size=0.25, stratify=bunch.target,
+                                                        random_state=0)
+    ds = data.load_digits()
+    np.testing.assert_array_equal(ds.train_x, train_x)
+    np.testing.assert_array_equal(ds.test_x, test_x)
+    np.testing.assert_array_equal(ds.train_y, train_y)
+    np.testing.assert_array_equal(ds.test_y, test_y)
+    # Other labels, seeds and ties between class remainders: the same indices too.
+    rng = np.random.default_rng(5)
+    for seed, n, classes in ((0, 101, 3), (7, 250, 7), (42, 64, 4)):
+        y = rng.integers(0, classes, n)
+        y[:2 * classes] = np.repeat(np.arange(classes), 2)  # every class at least twice
+        n_test = int(np.ceil(0.3 * n))
+        idx = np.arange(n)
+        sk_train, sk_test = train_test_split(idx, test_size=n_test, stratify=y, random_state=seed)
+        train, test = data.stratified_split(y, n_test=n_test, seed=seed)
+        assert train.tolist() == sk_train.tolist() and test.tolist() == sk_test.tolist()
+
+
+def test_loading_digits_does_not_import_scikit_learn() -> None:
+    code = ("import sys; from robustness.training.data import load_digits; load_digits(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_load_dataset() -> None:
