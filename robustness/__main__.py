@@ -1,3 +1,3 @@
-from robustness.cli import main
+from robustness.cli import run
 
-main()
+run()

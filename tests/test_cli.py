@@ -288,3 +288,25 @@ def test_sweep_bar_counts_restart_steps_and_quiet_hides_it(ray_local, tmp_path: 
     path.write_text(TINY.format(study="bar", restarts=3, steps=30, pack=2, more_inits=""))
     code, out, err = run("sweep", str(path), "--storage", url, "-q")
     assert code == 0 and "restart-step" not in err and "done: 2 restarts trained" in out, err
+
+
+def test_console_entry_skips_teardown_only_when_a_command_allows_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import robustness.cli as cli
+
+    exits: list[int] = []
+    monkeypatch.setattr(cli.os, "_exit", exits.append)
+
+    def finished_sweep() -> None:  # what `sweep` does once Ray is down and storage closed
+        cli._SKIP_TEARDOWN = True
+        raise SystemExit(1)
+
+    monkeypatch.setattr(cli, "main", finished_sweep)
+    monkeypatch.setattr(cli, "_SKIP_TEARDOWN", False)
+    cli.run()
+    assert exits == [1]  # the command's exit code, without the interpreter's teardown
+
+    monkeypatch.setattr(cli, "_SKIP_TEARDOWN", False)
+    monkeypatch.setattr(cli, "main", lambda: None)
+    with pytest.raises(SystemExit) as done:  # every other command: a normal exit
+        cli.run()
+    assert done.value.code == 0 and exits == [1]
