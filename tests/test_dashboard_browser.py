@@ -54,7 +54,8 @@ def swept(request: Any, ray_local: None, tmp_path_factory: pytest.TempPathFactor
         url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'sweep.db'}"
     else:
         url = _new_database(request.getfixturevalue("postgres_server"), "dashboard_browser")
-    space = parse_search_space(SPACE.format(study="dash-demo", steps=300, every=50, restarts=4, pack=4),
+    # 2 packs of 8: one round on the session's 2 CPUs
+    space = parse_search_space(SPACE.format(study="dash-demo", steps=300, every=50, restarts=4, pack=8),
                                source="dash-demo.yaml")
     result = run_sweep(space, storage=url)
     assert result.recorded == 16
@@ -174,7 +175,9 @@ def test_progress_grows_while_a_sweep_writes(browser_page: Any, server: str, swe
         page.locator("#studies tr", has_text="dash-demo").locator("input[type=checkbox]").uncheck()
         page.wait_for_function("s => document.querySelector('#study-title').innerText.includes(s)", arg=study,
                                timeout=30_000)
-        page.wait_for_timeout(1500)  # the progress panel follows on its next refresh
+        # the progress panel follows on its next refresh: the live study's 8 x 300 restart-steps
+        page.wait_for_function("() => ((document.querySelector('#progress-steps') || {}).innerText || '')"
+                               ".includes('/ 2,400')", timeout=30_000)
         seen: list[int] = []
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
