@@ -85,6 +85,10 @@ INTERIM_EVERY_S = 1.0
 # driver's restarts wait this long for another driver; a live one renews every third
 # of it, so only a driver stalled for 40 s (or cut off from the database) loses them.
 LEASE_TTL_S = 60.0
+# A round (one tuner.fit) starts its trials' worker processes afresh: Python, torch, Tune and
+# the data set, 5-7 s on 2 cores. So rounds grow: the first claims one pack per slot (early
+# results, fair shares between drivers), each next one twice as many, up to this many.
+MAX_PACKS_PER_SLOT = 16
 
 
 class SweepError(RobustnessError, RuntimeError):
@@ -713,7 +717,8 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
              start: float) -> SweepResult:
     """Claim restarts a round at a time, train each round's packs, until none is left unrecorded.
 
-    A round is as many packs as the cluster runs at once. Restarts leased by other
+    The first round is as many packs as the cluster runs at once; each next one
+    claims twice as many, up to MAX_PACKS_PER_SLOT per slot. Restarts leased by other
     drivers are waited for, not skipped, so the study is complete when this returns
     (barring failed packs): the driver polls until they are recorded, or until their
     holder's lease expires and it can take them over.
@@ -730,6 +735,7 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
     gave_up: set[str] = set()  # restarts of packs that failed here: this driver does not claim them again
     trained_packs, failed, interrupted, waiting = 0, 0, False, False
     stop = _StopRequest()
+    per_slot = 1
     round_setup = _RoundSetup(space, plan, store, study_id, tune, cpus=cpus, gpus=gpus, max_failures=max_failures,
                               checkpoint_every_s=checkpoint_every_s, experiment_dir=experiment_dir, say=say,
                               on_written=state.written, stop=stop, progress=writer,
@@ -743,8 +749,8 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
                 while specs:
                     stop.check()
                     wanted = [k for k in specs if k not in gave_up]
-                    claimed = store.claim_restarts(study_id, wanted, holder=holder, n=plan.pack_size * slots,
-                                                   ttl_s=lease_ttl_s)
+                    claimed = store.claim_restarts(study_id, wanted, holder=holder,
+                                                   n=plan.pack_size * slots * per_slot, ttl_s=lease_ttl_s)
                     if claimed:
                         assert round_setup is not None
                         packs = cut_packs([specs[k] for k in claimed], plan.pack_size)
@@ -753,6 +759,7 @@ def _execute(space: SearchSpace, plan: SweepPlan, store: RestartStore, study_id:
                         failed += len(lost)
                         gave_up.update(restart_key(s.params, s.restart) for pack in lost for s in pack)
                         store.release_leases(study_id, holder, claimed)
+                        per_slot = min(2 * per_slot, MAX_PACKS_PER_SLOT)
                         waiting = False
                         continue
                     left = [k for k in wanted if k not in store.done_keys(study_id)]
