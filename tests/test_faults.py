@@ -12,8 +12,11 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from robustness.storage import RestartStore, restart_key
 from robustness.study.search_space import parse_search_space
@@ -206,3 +209,38 @@ def test_a_database_restart_mid_sweep_loses_and_doubles_nothing(postgres_server,
     assert proc.returncode == 0, out
     assert "done: 6 restarts trained in 2 packs" in out and "Traceback" not in out, out
     assert len(_outcomes(postgres_url, "pg")) == 6
+
+
+def test_claims_releases_and_writes_wait_for_a_database_that_is_down(postgres_server, postgres_url) -> None:
+    """Between packs the driver finds its study, claims and releases: a server down at that moment
+    (a restart, a failover) is waited for, as a pack's write waits, not the end of the sweep."""
+    from robustness.storage import StorageError
+    from tests.test_storage import outcome
+
+    def down_for(seconds: float) -> threading.Timer:
+        postgres_server.stop()
+        back = threading.Timer(seconds, postgres_server.start)
+        back.start()
+        return back
+
+    restart = outcome(restart=0)
+    keys = [restart_key(restart.params, 0), restart_key(restart.params, 1)]
+    with RestartStore(postgres_url, reconnect_s=60) as store:
+        study = store.open_study("down", attrs={"total_restarts": 2})
+        back = down_for(2.0)
+        assert store.claim_restarts(study, keys, holder="h", n=2, ttl_s=60) == keys
+        back.join()
+        back = down_for(2.0)
+        assert store.release_leases(study, "h") == 2
+        back.join()
+        back = down_for(2.0)
+        assert store.write_outcomes("down", [restart]) == 1
+        back.join()
+        assert store.done_keys("down") == {keys[0]} and store.leases("down") == {}
+    with RestartStore(postgres_url, reconnect_s=1) as store:  # a server that stays down is still an error
+        back = down_for(5.0)
+        try:
+            with pytest.raises(StorageError, match="Connection refused"):
+                store.claim_restarts("down", keys, holder="h", n=2, ttl_s=60)
+        finally:
+            back.join()

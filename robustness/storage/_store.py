@@ -6,8 +6,8 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -42,6 +42,7 @@ STORAGE_FORMAT = 2
 # A writer that loses a race for a restart key rolls back and tries again with the
 # winner's keys filtered out; more than a few rounds means something else is wrong.
 _WRITE_ATTEMPTS = 5
+_T = TypeVar("_T")
 # How long a pack's write waits out a database that went away (a restart, a failover).
 RECONNECT_S = 120.0
 _RECONNECT_PAUSE_S = 1.0
@@ -278,8 +279,7 @@ class RestartStore:
         batch = _write.prepare(outcomes)
         if not batch:
             return 0
-        self._open_for_writing()
-        study_id = self._study_id(study)
+        study_id = self._until_reconnected(lambda: self._study_for_writing(study))
         conflicts, deadline = 0, time.monotonic() + self.reconnect_s
         while conflicts < _WRITE_ATTEMPTS:
             try:
@@ -312,11 +312,13 @@ class RestartStore:
         leased, ``[]`` when every key is recorded or leased by a live holder.
         Renew with :meth:`renew_leases` and drop with :meth:`release_leases`.
         """
+        self._refuse_if_read_only("claim restarts")
+        return self._until_reconnected(lambda: self._claim(study, keys, holder=holder, n=n, ttl_s=ttl_s))
+
+    def _claim(self, study: StudyRef, keys: Sequence[str], *, holder: str, n: int, ttl_s: float) -> list[str]:
         from robustness.storage import _leases
 
-        self._refuse_if_read_only("claim restarts")
-        self._open_for_writing()  # also adds the lease table to a database laid out before it
-        study_id = self._study_id(study)
+        study_id = self._study_for_writing(study)  # also adds the lease table to a database laid out before it
         for _ in range(_WRITE_ATTEMPTS):
             try:
                 with database_errors(self.url, "claiming restarts"), self._engine.begin() as conn:
@@ -343,9 +345,13 @@ class RestartStore:
         from robustness.storage import _leases
 
         self._refuse_if_read_only("release leases")
-        study_id = self._study_id(study)
-        with database_errors(self.url, "releasing leases"), self._engine.begin() as conn:
-            return _leases.release(conn, study_id, holder=holder, keys=keys)
+
+        def release() -> int:
+            study_id = self._study_id(study)
+            with database_errors(self.url, "releasing leases"), self._engine.begin() as conn:
+                return _leases.release(conn, study_id, holder=holder, keys=keys)
+
+        return self._until_reconnected(release)
 
     def leases(self, study: StudyRef) -> dict[str, str]:
         """Restart key -> holder for every unexpired lease in ``study`` (restarts being trained now)."""
@@ -439,6 +445,28 @@ class RestartStore:
             return []
         with database_errors(self.url, "listing studies"), self._engine.connect() as conn:
             return _read.studies(conn)
+
+    def _study_for_writing(self, study: StudyRef) -> int:
+        self._open_for_writing()
+        return self._study_id(study)
+
+    def _until_reconnected(self, attempt: Callable[[], _T]) -> _T:
+        """``attempt()``, tried again while the database is unreachable, for at most ``reconnect_s``.
+
+        For the driver's own statements between packs (finding the study, claiming,
+        releasing): a server restart or a network blink must not end a sweep whose
+        packs would wait for it. Each attempt is whole transactions, so repeating it is safe.
+        """
+        deadline = time.monotonic() + self.reconnect_s
+        while True:
+            try:
+                return attempt()
+            except StorageError as e:
+                cause = e.__cause__
+                lost = disconnected(cause) or disconnected(getattr(cause, "__cause__", None))
+                if not lost or time.monotonic() >= deadline:
+                    raise
+            time.sleep(_RECONNECT_PAUSE_S)
 
     def _study_id(self, study: StudyRef) -> int:
         if not self._tables_ready():
